@@ -325,3 +325,41 @@ def test_fast_path_never_writes_p_grad(maximize, fast_everywhere):
             assert p.grad is g, "p.grad was re-pointed"
             assert torch.equal(p.grad, b), "p.grad values changed"
     assert O.fast_path_stats()["compiled_steps"] + O.fast_path_stats()["eager_flat_steps"] > 0
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_zero_grad_without_none_shares_the_flat_gradient_buffer(maximize, fast_everywhere):
+    """``zero_grad(set_to_none=False)``: each ``p.grad`` becomes a zeroed view of the flat gradient
+    buffer, ``backward()`` accumulates into it, and ``step()`` copies nothing, still matches the
+    readable path and still leaves ``p.grad`` unchanged (also with ``maximize``)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    model = model.double()
+    ref = copy.deepcopy(model)
+    opt = O.Adam(model.parameters(), lr=0.01, maximize=maximize)
+    ref_opt = O.Adam([{"params": list(ref.parameters()), "fast": False}], lr=0.01,
+                     maximize=maximize)
+    x = torch.randn(16, 5, dtype=torch.float64)
+    for step in range(6):
+        for m, o in ((model, opt), (ref, ref_opt)):
+            o.zero_grad(set_to_none=False)
+            if step > 0:
+                assert all(torch.count_nonzero(p.grad) == 0 for p in m.parameters())
+            m(x).pow(2).mean().backward()
+            if step == 4:  # the caller replaces one gradient: only that one is copied
+                first = next(m.parameters())
+                first.grad = 2 * first.grad
+        grads = [p.grad.clone() for p in model.parameters()]
+        copies = O.fast_path_stats()["grad_copies"]
+        opt.step()
+        ref_opt.step()
+        copied = O.fast_path_stats()["grad_copies"] - copies
+        assert copied == (0 if step in (1, 2, 3, 5) else 1), f"step {step}: {copied} gathers"
+        for p, g in zip(model.parameters(), grads):
+            assert torch.equal(p.grad, g), "step() changed p.grad"
+        for a, b in zip(model.parameters(), ref.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+    storages = {p.grad.untyped_storage().data_ptr() for p in model.parameters()}
+    assert len(storages) == 1, "the gradients are not views of one buffer"
+    opt.zero_grad()  # the default still sets them to None
+    assert all(p.grad is None for p in model.parameters())

@@ -168,6 +168,19 @@ class BlockOptimizer(torch.optim.Optimizer):
                 finish(stats)
         return loss
 
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients, as :meth:`torch.optim.Optimizer.zero_grad`.
+
+        With ``set_to_none=False`` and a group on the fast path, the zeroed gradients are views of
+        the optimizer's flat gradient buffer (like DDP's ``gradient_as_bucket_view``): values,
+        shapes and dtypes are torch's, but ``p.grad`` is a new tensor object the first time, and
+        ``backward()`` then accumulates straight into the buffer ``step()`` reads, which saves
+        ``step()`` a copy of every gradient. ``step()`` itself never writes ``p.grad``.
+        """
+        if not set_to_none:
+            self._fast_path().share_grads()
+        super().zero_grad(set_to_none)
+
     def _fast_path(self) -> FastPath:
         # Created lazily: deepcopy/pickle of an optimizer keep only defaults, state, param_groups.
         fast = self.__dict__.get("_fast")

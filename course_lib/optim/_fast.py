@@ -64,7 +64,13 @@ def _env_flag() -> tuple[bool, bool]:
 
 _ENABLED, _COMPILE = _env_flag()
 _CONFIG: dict[str, Any] = {"enabled": _ENABLED, "compile": _COMPILE, "min_numel": 100_000}
-_STATS = {"compiles": 0, "compiled_steps": 0, "eager_flat_steps": 0, "layouts": 0}
+_STATS = {
+    "compiles": 0,
+    "compiled_steps": 0,
+    "eager_flat_steps": 0,
+    "layouts": 0,
+    "grad_copies": 0,
+}
 _WARNED: set[str] = set()
 
 
@@ -97,7 +103,7 @@ def fast_path_config() -> dict[str, Any]:
 
 def fast_path_stats(reset: bool = False) -> dict[str, int]:
     """Counters since import (or the last reset): graphs compiled, compiled and uncompiled flat
-    steps, flat layouts built."""
+    steps, flat layouts built, steps that copied gradients into a flat buffer."""
     out = dict(_STATS)
     if reset:
         for key in _STATS:
@@ -162,16 +168,32 @@ def _hoist_scalars(gm: torch.fx.GraphModule) -> None:
     gm.recompile()
 
 
+def _trusted_cpu_isa():
+    """Take the CPU's vector instruction set from what it reports (``/proc/cpuinfo`` via cpuinfo)
+    instead of inductor's probe, which builds a test library and loads it in a new Python process
+    for each candidate (0.7 s of every process's first compile here). If the compiler then cannot
+    build for that instruction set, the compile fails and :func:`_backend` retries with the probe."""
+    cpp = getattr(torch._inductor.config, "cpp", None)
+    if cpp is None or not hasattr(cpp, "vec_isa_ok") or cpp.vec_isa_ok is not None:
+        return contextlib.nullcontext()
+    return torch._inductor.config.patch({"cpp.vec_isa_ok": True})
+
+
 def _backend(gm: torch.fx.GraphModule, example_inputs):
     from torch._inductor.compile_fx import compile_fx
 
     _STATS["compiles"] += 1
     _hoist_scalars(gm)
     try:
-        return compile_fx(gm, example_inputs)
-    except Exception:
+        with _trusted_cpu_isa():
+            return compile_fx(gm, example_inputs)
+    except Exception as exc:
+        restart = getattr(torch._dynamo.exc, "RestartAnalysis", ())
+        if isinstance(exc, restart):  # dynamo's signal to trace again: not a failure
+            raise
         # A precompiled header left broken in the shared cache by another process (seen with
-        # several inductor processes at once) fails every C++ kernel: retry once without it.
+        # several inductor processes at once) fails every C++ kernel; so could a compiler that
+        # cannot build for the instruction set the CPU reports: retry once without both.
         with torch._inductor.config.patch(cpp_cache_precompile_headers=False):
             return compile_fx(gm, example_inputs)
 
@@ -232,6 +254,7 @@ class _FlatGroup:
         self.numel = sum(p.numel() for p in params)
         if reuse is not None:  # the params already live in a flat buffer of ours
             self.param, self.grad = reuse.param, reuse.grad
+            self.grad_views = reuse.grad_views  # gradients shared by zero_grad stay shared
         else:
             p0 = params[0]
             self.param = torch.empty(self.numel, dtype=p0.dtype, device=p0.device)
@@ -240,7 +263,8 @@ class _FlatGroup:
             torch._foreach_copy_(param_views, [p.detach() for p in params])
             for p, view in zip(params, param_views):
                 p.data = view
-        self.grad_views = _views(self.grad, params)
+            self.grad_views = _views(self.grad, params)
+        self.step_grad = self.grad  # the flat gradient of the current step (negated: maximize)
         self.ptrs = [p.data_ptr() for p in params]
         self.buffers: dict[str, Tensor] = {}  # flat state tensors
         self.views: dict[str, list[Tensor]] = {}  # their per-parameter views, in self.state
@@ -391,6 +415,35 @@ class FastPath:
             self.layouts[index].dirty = True
         return None
 
+    def share_grads(self) -> None:
+        """``zero_grad(set_to_none=False)``: let each flat group's gradients *be* views of its flat
+        gradient buffer (torch's ``zero_grad`` then zeroes them). ``backward()`` accumulates into
+        them in place, so the next ``step()`` has nothing to gather — the idea of DDP's
+        ``gradient_as_bucket_view``. Only groups already laid out flat, whose parameters all have
+        dense gradients of their own dtype, device and shape; the others are left alone."""
+        if not (self.applies and _CONFIG["enabled"]):
+            return
+        groups = self.optimizer.param_groups
+        for index, layout in self.layouts.items():
+            if index >= len(groups) or not groups[index].get("fast", True):
+                continue
+            params = groups[index]["params"]
+            if not layout.same_params(params):
+                continue
+            flat = layout.grad
+            if any(
+                p.grad is None
+                or p.grad.is_sparse
+                or p.grad.dtype != flat.dtype
+                or p.grad.device != flat.device
+                or p.grad.shape != p.shape
+                for p in params
+            ):
+                continue
+            for p, view in zip(params, layout.grad_views):
+                if p.grad is not view:
+                    p.grad = view
+
     def _step(
         self, index: int, group: dict[str, Any], params: list[Tensor]
     ) -> tuple[Any, Callable[[Any], None]] | None:
@@ -409,14 +462,25 @@ class FastPath:
             if layout is None:
                 return None
             self.layouts[index] = layout
-        grads = [p.grad for p in params]
+        # The gradients go into our flat buffer: one gather, no allocation. Gradients that are
+        # already views of it (after ``zero_grad(set_to_none=False)``, see :meth:`share_grads`)
+        # are skipped. ``step()`` only reads ``p.grad``: never writes or re-points it.
+        views, grads = [], []
+        for view, p in zip(layout.grad_views, params):
+            if p.grad is not view:
+                views.append(view)
+                grads.append(p.grad)
         if any(g.is_sparse or g.dtype != layout.param.dtype for g in grads):
             return None
-        # One gather into our own buffer (no allocation). ``p.grad`` is only read, never written
-        # or re-pointed: the optimizer owns its buffers, the user owns the gradients.
-        torch._foreach_copy_(layout.grad_views, grads)
+        if grads:
+            torch._foreach_copy_(views, grads)
+            _STATS["grad_copies"] += 1
+        layout.step_grad = layout.grad
         if group["maximize"]:
-            layout.grad.neg_()
+            if len(grads) < len(params):  # the caller's gradients live there: negate a copy
+                layout.step_grad = torch.neg(layout.grad)
+            else:
+                layout.grad.neg_()
         compiled = not layout.fresh and layout.compiled_ok and _CONFIG["compile"]
         ran, share = self._run("update", layout, group, states, compiled)
         if not ran:
@@ -445,7 +509,7 @@ class FastPath:
         then its new state written back per parameter. ``(False, None)``: the compile failed and
         nothing ran; otherwise ``(True, what the method returned)``."""
         opt = self.optimizer
-        flat_params, flat_grads = [layout.param], [layout.grad]
+        flat_params, flat_grads = [layout.param], [layout.step_grad]
         if compiled:
             flat_state = layout.flat_state(as_tensors=True)
             ran, out = self._compiled_call(
