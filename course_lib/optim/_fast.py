@@ -171,8 +171,9 @@ def _hoist_scalars(gm: torch.fx.GraphModule) -> None:
 def _trusted_cpu_isa():
     """Take the CPU's vector instruction set from what it reports (``/proc/cpuinfo`` via cpuinfo)
     instead of inductor's probe, which builds a test library and loads it in a new Python process
-    for each candidate (0.7 s of every process's first compile here). If the compiler then cannot
-    build for that instruction set, the compile fails and :func:`_backend` retries with the probe."""
+    for each candidate (0.7 s of every process's first compile here). If the compiler then
+    cannot build for that instruction set, the compile fails and :func:`_backend` retries with
+    the probe."""
     cpp = getattr(torch._inductor.config, "cpp", None)
     if cpp is None or not hasattr(cpp, "vec_isa_ok") or cpp.vec_isa_ok is not None:
         return contextlib.nullcontext()
