@@ -183,14 +183,15 @@ def _trusted_cpu_isa():
 def _backend(gm: torch.fx.GraphModule, example_inputs):
     from torch._inductor.compile_fx import compile_fx
 
-    _STATS["compiles"] += 1
     _hoist_scalars(gm)
+    _STATS["compiles"] += 1
     try:
         with _trusted_cpu_isa():
             return compile_fx(gm, example_inputs)
     except Exception as exc:
         restart = getattr(torch._dynamo.exc, "RestartAnalysis", ())
-        if isinstance(exc, restart):  # dynamo's signal to trace again: not a failure
+        if isinstance(exc, restart):  # dynamo's signal to trace again: not a compile (yet)
+            _STATS["compiles"] -= 1
             raise
         # A precompiled header left broken in the shared cache by another process (seen with
         # several inductor processes at once) fails every C++ kernel; so could a compiler that

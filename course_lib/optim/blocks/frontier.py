@@ -104,15 +104,20 @@ def power_sign_scale(
 ) -> list[Tensor]:
     r"""PowerSign's update :math:`\alpha^{f(t)\,\operatorname{sign}(g)\operatorname{sign}(m)}\, g`.
 
-    Where gradient and momentum agree the step is multiplied by :math:`\alpha` (``base``, e in the
-    paper), where they disagree it is divided by :math:`\alpha`. Computed as
-    :math:`\exp(\ln\alpha \cdot f \cdot s)\, g` like TensorFlow's ``ApplyPowerSign`` kernel.
-    ``decays`` holds :math:`f(t)` per parameter (see :func:`sign_decay_values`).
+    Where gradient and momentum agree the step is multiplied by :math:`\alpha^{f}` (``base``, e in
+    the paper), where they disagree it is divided by it, where either is zero it is left alone.
+    The exponent :math:`f s` takes only the values :math:`f, 0, -f`, so the factor is *picked*
+    among :math:`\alpha^{f}, 1, \alpha^{-f}` rather than exponentiated per element (TensorFlow's
+    ``ApplyPowerSign`` computes :math:`\exp(\ln\alpha\cdot f s)` per element: the same values
+    up to rounding, at the cost of an ``exp`` per element). ``decays`` holds :math:`f(t)` per
+    parameter (see :func:`sign_decay_values`).
     """
-    log_base = math.log(base)
-    return [
-        torch.exp(a * (log_base * f)).mul_(g) for g, a, f in zip(grads, agreement, decays)
-    ]
+    out = []
+    for g, a, f in zip(grads, agreement, decays):
+        up, down = math.exp(math.log(base) * f), math.exp(-math.log(base) * f)
+        scale = torch.where(a > 0, up, torch.where(a < 0, down, torch.ones_like(g)))
+        out.append(scale.mul_(g))
+    return out
 
 
 def add_sign_scale(
