@@ -363,3 +363,30 @@ def test_zero_grad_without_none_shares_the_flat_gradient_buffer(maximize, fast_e
     assert len(storages) == 1, "the gradients are not views of one buffer"
     opt.zero_grad()  # the default still sets them to None
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_backend_passes_restarts_through_and_retries_failures_once(monkeypatch):
+    """Dynamo's restart signal is not a failure (catching it compiled every graph twice); a real
+    failure is retried once with inductor's own instruction-set probe and no precompiled header."""
+    import torch._inductor.compile_fx as compile_fx_module
+
+    config = torch._inductor.config
+    calls, raising = [], []
+
+    def fake_compile_fx(gm, example_inputs):
+        calls.append((config.cpp.vec_isa_ok, config.cpp_cache_precompile_headers))
+        if raising:
+            raise raising.pop(0)
+        return gm.forward
+
+    monkeypatch.setattr(compile_fx_module, "compile_fx", fake_compile_fx)
+    gm = torch.fx.symbolic_trace(lambda x: x + 1)
+    restart = torch._dynamo.exc.TensorifyScalarRestartAnalysis()
+    raising[:] = [restart]
+    with pytest.raises(type(restart)):
+        _fast._backend(gm, [torch.zeros(2)])
+    assert len(calls) == 1
+    calls.clear()
+    raising[:] = [RuntimeError("cannot build for this instruction set")]
+    assert _fast._backend(gm, [torch.zeros(2)])(torch.zeros(2)).tolist() == [1.0, 1.0]
+    assert calls == [(True, config.cpp_cache_precompile_headers), (None, False)]
