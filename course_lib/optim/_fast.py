@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import operator
 import os
 import warnings
 from collections.abc import Callable
@@ -325,8 +326,10 @@ class _FlatGroup:
             st[key] = view
 
     def same_params(self, params: list[Tensor]) -> bool:
-        return len(params) == len(self.params) and all(
-            p is q and p.data_ptr() == ptr for p, q, ptr in zip(params, self.params, self.ptrs)
+        return (  # (map: this runs every step, over every parameter)
+            len(params) == len(self.params)
+            and all(map(operator.is_, params, self.params))
+            and list(map(Tensor.data_ptr, params)) == self.ptrs
         )
 
     def matches(self, params: list[Tensor], states: list[dict]) -> bool:
@@ -335,7 +338,7 @@ class _FlatGroup:
         if not self.same_params(params):
             return False
         if not self.dirty:  # the same state dicts as after our last step, and no readable step
-            return all(a is b for a, b in zip(states, self.state_dicts))
+            return all(map(operator.is_, states, self.state_dicts))
         nkeys = len(self.keys)
         for i, st in enumerate(states):
             if len(st) != nkeys:
@@ -467,11 +470,12 @@ class FastPath:
         # The gradients go into our flat buffer: one gather, no allocation. Gradients that are
         # already views of it (after ``zero_grad(set_to_none=False)``, see :meth:`share_grads`)
         # are skipped. ``step()`` only reads ``p.grad``: never writes or re-points it.
-        views, grads = [], []
-        for view, p in zip(layout.grad_views, params):
-            if p.grad is not view:
-                views.append(view)
-                grads.append(p.grad)
+        grads = [p.grad for p in params]
+        if all(map(operator.is_, grads, layout.grad_views)):
+            views, grads = [], []
+        else:
+            pairs = [(v, g) for v, g in zip(layout.grad_views, grads) if g is not v]
+            views, grads = [v for v, _ in pairs], [g for _, g in pairs]
         if any(g.is_sparse or g.dtype != layout.param.dtype for g in grads):
             return None
         if grads:
