@@ -50,8 +50,9 @@ def optimizer_classes() -> list[type]:
 
 @pytest.fixture
 def fast_everywhere():
-    """Fast path on, compiled, for any size; restored afterwards."""
-    previous = O.set_fast_path(True, compile=True, min_numel=1)
+    """Fast path on, compiled, for any size, every gradient copied into the flat buffer (no
+    parameter large enough to be read in place); restored afterwards."""
+    previous = O.set_fast_path(True, compile=True, min_numel=1, direct_min=1 << 40)
     yield
     O.set_fast_path(**previous)
 
@@ -390,3 +391,72 @@ def test_backend_passes_restarts_through_and_retries_failures_once(monkeypatch):
     raising[:] = [RuntimeError("cannot build for this instruction set")]
     assert _fast._backend(gm, [torch.zeros(2)])(torch.zeros(2)).tolist() == [1.0, 1.0]
     assert calls == [(True, config.cpp_cache_precompile_headers), (None, False)]
+
+
+# --- large gradients read where they are: one compiled call per large parameter ---
+
+
+@pytest.fixture
+def read_in_place(fast_everywhere):
+    """The fast path with the parameters of 20 elements or more read in place: in each group
+    of :func:`make_params` the first parameter (30 and 24 elements), then the rest."""
+    O.set_fast_path(direct_min=20)
+
+
+@pytest.mark.parametrize("cls", _params_of([c for c in optimizer_classes()]))
+def test_large_gradients_read_in_place_same_result(cls, read_in_place):
+    if not _fast.class_applies(cls):
+        pytest.skip(f"{cls.__name__} declines the flat path (own step() or flat_update = False)")
+    before = O.fast_path_stats()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a compile failure falls back: still equal
+        run_both(cls, KWARGS.get(cls.__name__, {}), steps=10)
+    after = O.fast_path_stats()
+    if cls.__name__ in MUST_COMPILE:  # single pass, nothing counted in the group dict
+        assert after["segmented_steps"] - before["segmented_steps"] == 2 * 9
+        assert after["compiles"] - before["compiles"] <= 1, "a new length recompiled"
+
+
+def test_layout_puts_large_parameters_first(read_in_place):
+    params = [p.requires_grad_() for p in make_params()]
+    opt = O.Adam([{"params": params[:2]}, {"params": params[2:]}], lr=0.01)
+    set_grads(params, 0)
+    opt.step()
+    # (6, 5) then (7,) in group 0; (3, 2, 4) then (9,) in group 1: the large one starts each
+    assert [p.storage_offset() for p in params] == [0, 30, 0, 24]
+    snapshot = copy.deepcopy(opt.state_dict())
+    assert [tuple(snapshot["state"][i]["m"].shape) for i in range(4)] == [
+        (6, 5), (7,), (3, 2, 4), (9,)
+    ]
+
+
+@pytest.mark.parametrize("case", ["non_contiguous", "maximize", "shared"])
+def test_read_in_place_edge_cases(case, read_in_place):
+    """A non-contiguous large gradient is copied (the others still read in place);
+    ``maximize`` copies everything (the gradients are negated in our buffer); gradients that
+    already are views of the buffer (``zero_grad(set_to_none=False)``) take one call."""
+    base = make_params()
+    kwargs = {"lr": 0.01, "maximize": case == "maximize"}
+    runs = []
+    for fast in (False, True):
+        params = [p.clone().requires_grad_() for p in base]
+        opt = make_opt(O.Adam, params, fast, kwargs)
+        before = O.fast_path_stats()
+        for step in range(6):
+            if case == "shared" and step > 0:
+                opt.zero_grad(set_to_none=False)
+                g = torch.Generator().manual_seed(step)
+                for p in params:
+                    p.grad.add_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+            else:
+                set_grads(params, step)
+            if case == "non_contiguous":
+                params[0].grad = params[0].grad.t().contiguous().t()
+                assert not params[0].grad.is_contiguous()
+            opt.step()
+        after = O.fast_path_stats()
+        runs.append((opt, params, after["segmented_steps"] - before["segmented_steps"]))
+    (slow, slow_p, _), (fast, fast_p, segmented) = runs
+    assert_same(slow, slow_p, fast, fast_p, case)
+    expected = {"non_contiguous": 2 * 5, "maximize": 0, "shared": 0}[case]
+    assert segmented == expected

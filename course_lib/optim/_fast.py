@@ -68,25 +68,38 @@ def _env_flag() -> tuple[bool, bool]:
 
 
 _ENABLED, _COMPILE = _env_flag()
-_CONFIG: dict[str, Any] = {"enabled": _ENABLED, "compile": _COMPILE, "min_numel": 100_000}
+_CONFIG: dict[str, Any] = {
+    "enabled": _ENABLED,
+    "compile": _COMPILE,
+    "min_numel": 100_000,
+    "direct_min": 1 << 19,
+}
 _STATS = {
     "compiles": 0,
     "compiled_steps": 0,
     "eager_flat_steps": 0,
     "layouts": 0,
     "grad_copies": 0,
+    "segmented_steps": 0,
 }
 _WARNED: set[str] = set()
 
 
 def set_fast_path(
-    enabled: bool | None = None, *, compile: bool | None = None, min_numel: int | None = None
+    enabled: bool | None = None,
+    *,
+    compile: bool | None = None,
+    min_numel: int | None = None,
+    direct_min: int | None = None,
 ) -> dict[str, Any]:
     """Switch the fast path for every course optimizer; returns the previous settings.
 
     ``enabled=False``: always the readable per-tensor path. ``compile=False``: flat layout but no
     :func:`torch.compile` (no compiler, no warm-up; for tests: not faster than readable).
-    ``min_numel``: smallest group (total elements) that takes the fast path. Restore with
+    ``min_numel``: smallest group (total elements) that takes the fast path. ``direct_min``:
+    smallest parameter (elements, default 2**19) whose gradient a compiled step reads where it is
+    instead of copying it into the flat buffer (one more compiled call, ~50 µs, against a copy
+    of 8 bytes per element; applies to new layouts). Restore with
     ``set_fast_path(**previous)``. The environment variable ``COURSE_LIB_FAST_PATH=0`` (or
     ``=eager``) sets the default at import. A single group opts out with
     ``{"params": ..., "fast": False}``.
@@ -98,6 +111,8 @@ def set_fast_path(
         _CONFIG["compile"] = bool(compile)
     if min_numel is not None:
         _CONFIG["min_numel"] = int(min_numel)
+    if direct_min is not None:
+        _CONFIG["direct_min"] = max(2, int(direct_min))
     return previous
 
 
@@ -108,7 +123,8 @@ def fast_path_config() -> dict[str, Any]:
 
 def fast_path_stats(reset: bool = False) -> dict[str, int]:
     """Counters since import (or the last reset): graphs compiled, compiled and uncompiled flat
-    steps, flat layouts built, steps that copied gradients into a flat buffer."""
+    steps, flat layouts built, steps that copied gradients into a flat buffer, compiled steps
+    that read some gradients in place (one call per large parameter)."""
     out = dict(_STATS)
     if reset:
         for key in _STATS:
@@ -219,13 +235,8 @@ def _static_floats():
 # --- the flat layout of one param group ---
 
 
-def _views(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
-    out, offset = [], 0
-    for p in like:
-        n = p.numel()
-        out.append(flat[offset : offset + n].view(p.shape))
-        offset += n
-    return out
+def _views(flat: Tensor, like: list[Tensor], offsets: list[int]) -> list[Tensor]:
+    return [flat[o : o + p.numel()].view(p.shape) for p, o in zip(like, offsets)]
 
 
 def class_applies(cls: type) -> bool:
@@ -261,16 +272,28 @@ class _FlatGroup:
         self.numel = sum(p.numel() for p in params)
         if reuse is not None:  # the params already live in a flat buffer of ours
             self.param, self.grad = reuse.param, reuse.grad
+            self.offsets, self.direct = reuse.offsets, reuse.direct
             self.grad_views = reuse.grad_views  # gradients shared by zero_grad stay shared
         else:
+            # Large parameters first: a compiled step may read their gradients where they are,
+            # one call each, and copy only the small ones into the contiguous rest.
+            self.direct = [i for i, p in enumerate(params) if p.numel() >= _CONFIG["direct_min"]]
+            big = set(self.direct)
+            self.offsets, offset = [0] * len(params), 0
+            for i in self.direct + [i for i in range(len(params)) if i not in big]:
+                self.offsets[i] = offset
+                offset += params[i].numel()
             p0 = params[0]
             self.param = torch.empty(self.numel, dtype=p0.dtype, device=p0.device)
-            self.grad = torch.empty_like(self.param)
-            param_views = _views(self.param, params)
+            self.grad = torch.zeros_like(self.param)
+            param_views = _views(self.param, params, self.offsets)
             torch._foreach_copy_(param_views, [p.detach() for p in params])
             for p, view in zip(params, param_views):
                 p.data = view
-            self.grad_views = _views(self.grad, params)
+            self.grad_views = _views(self.grad, params, self.offsets)
+        self.rest_start = sum(params[i].numel() for i in self.direct)
+        # this step's (start, end, gradient) calls when large gradients are read in place
+        self.segments: list[tuple[int, int, Tensor]] | None = None
         self.step_grad = self.grad  # the flat gradient of the current step (negated: maximize)
         self.ptrs = [p.data_ptr() for p in params]
         self.buffers: dict[str, Tensor] = {}  # flat state tensors
@@ -311,7 +334,7 @@ class _FlatGroup:
         for key, values in plan.items():
             if isinstance(values, list):
                 flat = torch.empty(layout.numel, dtype=values[0].dtype, device=values[0].device)
-                views = _views(flat, params)
+                views = _views(flat, params, layout.offsets)
                 torch._foreach_copy_(views, values)
                 layout._adopt(key, flat, views, states)
             else:
@@ -355,15 +378,38 @@ class _FlatGroup:
                     return False
         return True
 
-    def flat_state(self, as_tensors: bool) -> dict[str, Any]:
+    def flat_state(self, as_tensors: bool, start: int = 0, end: int | None = None) -> dict:
+        """The state as ``update`` sees it: flat buffers (or their ``[start:end]`` slice) and the
+        per-parameter numbers (as 0-d float64 tensors for a compiled call)."""
         out: dict[str, Any] = {}
+        whole = start == 0 and end is None
         for key in self.keys:
             if key in self.buffers:
-                out[key] = self.buffers[key]
+                out[key] = self.buffers[key] if whole else self.buffers[key][start:end]
             else:
                 value = self.scalars[key]
                 out[key] = torch.tensor(value, dtype=torch.float64) if as_tensors else value
         return out
+
+    def merge_segments(self, done: list[tuple[int, int, dict, dict]]) -> dict[str, Any]:
+        """One flat state from calls that each updated ``[start:end]`` (``done`` holds
+        ``(start, end, state given, state after)``): a state tensor a call replaced is copied
+        into its slice, a new per-element tensor is assembled, numbers agree in every call."""
+        first = done[0][3]
+        merged: dict[str, Any] = {}
+        for key, value in first.items():
+            if key in self.buffers:
+                for _, _, given, after in done:
+                    if after[key] is not given[key]:
+                        given[key].copy_(after[key])
+                merged[key] = self.buffers[key]
+            elif isinstance(value, Tensor) and value.dim() == 1:
+                merged[key] = value.new_empty(self.numel)
+                for start, end, _, after in done:
+                    merged[key][start:end].copy_(after[key])
+            else:
+                merged[key] = value
+        return merged
 
     def absorb(self, flat_state: dict[str, Any], states: list[dict]) -> None:
         """Write what ``update`` did to the flat state back into the per-parameter states."""
@@ -373,7 +419,7 @@ class _FlatGroup:
                     self.buffers[key].copy_(value)
             elif isinstance(value, Tensor) and value.dim() == 1 and value.numel() == self.numel:
                 flat = value.contiguous()
-                self._adopt(key, flat, _views(flat, self.params), states)
+                self._adopt(key, flat, _views(flat, self.params, self.offsets), states)
             elif isinstance(value, Tensor) and value.dim() == 0:
                 old = self.scalars.get(key)
                 number = value.item()
@@ -474,29 +520,65 @@ class FastPath:
         # The gradients go into our flat buffer: one gather, no allocation. Gradients that are
         # already views of it (after ``zero_grad(set_to_none=False)``, see :meth:`share_grads`)
         # are skipped. ``step()`` only reads ``p.grad``: never writes or re-points it.
+        compiled = not layout.fresh and layout.compiled_ok and _CONFIG["compile"]
         grads = [p.grad for p in params]
+        layout.segments = None
         if all(map(operator.is_, grads, layout.grad_views)):
-            views, grads = [], []
+            copy = []  # every gradient already lives in our buffer
         else:
-            pairs = [(v, g) for v, g in zip(layout.grad_views, grads) if g is not v]
-            views, grads = [v for v, _ in pairs], [g for _, g in pairs]
-        if any(g.is_sparse or g.dtype != layout.param.dtype for g in grads):
-            return None
-        if grads:
-            torch._foreach_copy_(views, grads)
+            copy = [i for i, (g, v) in enumerate(zip(grads, layout.grad_views)) if g is not v]
+            if any(grads[i].is_sparse or grads[i].dtype != layout.param.dtype for i in copy):
+                return None
+            if compiled and self._segmentable(layout, group):
+                layout.segments, copy = self._segments(layout, grads, copy)
+        if copy:
+            views = [layout.grad_views[i] for i in copy]
+            torch._foreach_copy_(views, [grads[i] for i in copy])
             _STATS["grad_copies"] += 1
         layout.step_grad = layout.grad
         if group["maximize"]:
-            if len(grads) < len(params):  # the caller's gradients live there: negate a copy
+            if len(copy) < len(params):  # the caller's gradients live there: negate a copy
                 layout.step_grad = torch.neg(layout.grad)
             else:
                 layout.grad.neg_()
-        compiled = not layout.fresh and layout.compiled_ok and _CONFIG["compile"]
         ran, share = self._run("update", layout, group, states, compiled)
         if not ran:
             return None
         _STATS["compiled_steps" if compiled else "eager_flat_steps"] += 1
         return share, partial(self._finish, layout, group, states, compiled)
+
+    def _segmentable(self, layout: _FlatGroup, group: dict[str, Any]) -> bool:
+        """May this compiled step run once per large parameter (plus once on the rest)? Only a
+        single-pass update with nothing counted in the group dict (each call would advance it)
+        and no ``maximize`` (its gradients are negated in our buffer)."""
+        rest = layout.numel - layout.rest_start
+        return (
+            bool(layout.direct)
+            and rest != 1  # a length-1 call would compile a graph of its own
+            and not group["maximize"]
+            and not self.optimizer.two_pass
+            and not layout.group_counters
+            and not _is_scalar(group.get("step"))
+        )
+
+    @staticmethod
+    def _segments(
+        layout: _FlatGroup, grads: list[Tensor], copy: list[int]
+    ) -> tuple[list[tuple[int, int, Tensor]], list[int]]:
+        """``(start, end, gradient)`` per large parameter, its gradient read where it is when
+        dense and contiguous, then the rest of the buffer; and what still has to be copied."""
+        segments, direct = [], set()
+        for i in layout.direct:
+            g, start = grads[i], layout.offsets[i]
+            end = start + g.numel()
+            if g.is_contiguous() and g.device == layout.grad.device:
+                segments.append((start, end, g.view(-1)))
+                direct.add(i)
+            else:
+                segments.append((start, end, layout.grad[start:end]))
+        if layout.rest_start < layout.numel:
+            segments.append((layout.rest_start, layout.numel, layout.grad[layout.rest_start :]))
+        return segments, [i for i in copy if i not in direct]
 
     def _finish(
         self, layout: _FlatGroup, group: dict[str, Any], states: list[dict], compiled: bool, stats
@@ -519,6 +601,8 @@ class FastPath:
         then its new state written back per parameter. ``(False, None)``: the compile failed and
         nothing ran; otherwise ``(True, what the method returned)``."""
         opt = self.optimizer
+        if compiled and layout.segments is not None:
+            return self._segmented_run(method, layout, group, states, extra)
         flat_params, flat_grads = [layout.param], [layout.step_grad]
         if compiled:
             flat_state = layout.flat_state(as_tensors=True)
@@ -536,6 +620,30 @@ class FastPath:
                     layout.group_counters[key] = type(value)
         layout.absorb(flat_state, states)
         return True, out
+
+    def _segmented_run(
+        self, method: str, layout: _FlatGroup, group: dict[str, Any], states: list[dict], extra
+    ) -> tuple[bool, Any]:
+        """:meth:`_run` as one compiled call per segment (:meth:`_segments`), on slices of the
+        flat buffers; the same graph serves every length."""
+        done = []
+        for n, (start, end, grad) in enumerate(layout.segments):
+            params = [layout.param[start:end]]
+            given = layout.flat_state(as_tensors=True, start=start, end=end)
+            after = dict(given)
+            for t in (params[0], grad, *(v for v in given.values() if v.dim() == 1)):
+                _mark_dynamic(t)  # one graph for all lengths, whichever call compiles it
+            ran, _ = self._compiled_call(method, layout, group, params, [grad], after, extra)
+            if not ran:
+                if n == 0:
+                    return False, None  # nothing ran: the readable path takes the step
+                given = layout.flat_state(as_tensors=False, start=start, end=end)
+                after = dict(given)  # a later call failed to recompile: finish uncompiled
+                getattr(self.optimizer, method)(group, params, [grad], [after], *extra)
+            done.append((start, end, given, after))
+        layout.absorb(layout.merge_segments(done), states)
+        _STATS["segmented_steps"] += 1
+        return True, None
 
     def _eligible(self, params: list[Tensor], old: _FlatGroup | None) -> bool:
         if sum(p.numel() for p in params) < _CONFIG["min_numel"]:
