@@ -294,6 +294,7 @@ class _FlatGroup:
         self.rest_start = sum(params[i].numel() for i in self.direct)
         # this step's (start, end, gradient) calls when large gradients are read in place
         self.segments: list[tuple[int, int, Tensor]] | None = None
+        self.marked = False  # segment tensors marked dynamic once (the graph is dynamic then)
         self.step_grad = self.grad  # the flat gradient of the current step (negated: maximize)
         self.ptrs = [p.data_ptr() for p in params]
         self.buffers: dict[str, Tensor] = {}  # flat state tensors
@@ -626,21 +627,30 @@ class FastPath:
     ) -> tuple[bool, Any]:
         """:meth:`_run` as one compiled call per segment (:meth:`_segments`), on slices of the
         flat buffers; the same graph serves every length."""
+        fn = self._compiled_fn(method, layout)
+        if fn is None:
+            return False, None
+        compiled_group, _ = self._compiled_group(layout, group)  # no counters: shared by calls
         done = []
-        for n, (start, end, grad) in enumerate(layout.segments):
-            params = [layout.param[start:end]]
-            given = layout.flat_state(as_tensors=True, start=start, end=end)
-            after = dict(given)
-            for t in (params[0], grad, *(v for v in given.values() if v.dim() == 1)):
-                _mark_dynamic(t)  # one graph for all lengths, whichever call compiles it
-            ran, _ = self._compiled_call(method, layout, group, params, [grad], after, extra)
-            if not ran:
-                if n == 0:
-                    return False, None  # nothing ran: the readable path takes the step
-                given = layout.flat_state(as_tensors=False, start=start, end=end)
-                after = dict(given)  # a later call failed to recompile: finish uncompiled
-                getattr(self.optimizer, method)(group, params, [grad], [after], *extra)
-            done.append((start, end, given, after))
+        with _static_floats():
+            for n, (start, end, grad) in enumerate(layout.segments):
+                params = [layout.param[start:end]]
+                given = layout.flat_state(as_tensors=True, start=start, end=end)
+                after = dict(given)
+                if not layout.marked:  # one graph for all lengths, whichever call compiles it
+                    for t in (params[0], grad, *(v for v in given.values() if v.dim() == 1)):
+                        _mark_dynamic(t)
+                try:
+                    fn(compiled_group, params, [grad], [after], *extra)
+                except Exception as exc:  # fullgraph: this call did nothing
+                    self._compile_failed(layout, exc)
+                    if n == 0:
+                        return False, None  # the readable path takes the step
+                    given = layout.flat_state(as_tensors=False, start=start, end=end)
+                    after = dict(given)  # a later call failed to recompile: finish uncompiled
+                    getattr(self.optimizer, method)(group, params, [grad], [after], *extra)
+                done.append((start, end, given, after))
+        layout.marked = True
         layout.absorb(layout.merge_segments(done), states)
         _STATS["segmented_steps"] += 1
         return True, None
@@ -664,23 +674,10 @@ class FastPath:
     def _compiled_call(
         self, method, layout, group, params, grads, flat_state, extra
     ) -> tuple[bool, Any]:
-        opt = self.optimizer
-        fn = self.compiled.get(method)
+        fn = self._compiled_fn(method, layout)
         if fn is None:
-            try:
-                fn = torch.compile(getattr(opt, method), backend=_backend, fullgraph=True)
-            except Exception as exc:  # torch.compile unavailable on this platform/version
-                return self._compile_failed(layout, exc), None
-            self.compiled[method] = fn
-        lr = group["lr"]
-        lr = lr if isinstance(lr, Tensor) else torch.tensor(lr, dtype=torch.float64)
-        compiled_group = {**group, "lr": lr}
-        counters = dict(layout.group_counters)
-        if _is_scalar(group.get("step")):  # a group step counter advanced outside update()
-            counters.setdefault("step", type(group["step"]))
-        for key in counters:
-            if key in group:
-                compiled_group[key] = torch.tensor(group[key], dtype=torch.float64)
+            return False, None
+        compiled_group, counters = self._compiled_group(layout, group)
         try:
             with _static_floats():
                 out = fn(compiled_group, params, grads, [flat_state], *extra)
@@ -691,6 +688,35 @@ class FastPath:
             if isinstance(value, Tensor):
                 group[key] = kind(round(value.item())) if kind is int else value.item()
         return True, out
+
+    def _compiled_fn(self, method: str, layout: _FlatGroup) -> Callable | None:
+        """The compiled ``method`` of our optimizer (compiled lazily, at its first call)."""
+        fn = self.compiled.get(method)
+        if fn is None:
+            try:
+                target = getattr(self.optimizer, method)
+                fn = torch.compile(target, backend=_backend, fullgraph=True)
+            except Exception as exc:  # torch.compile unavailable on this platform/version
+                self._compile_failed(layout, exc)
+                return None
+            self.compiled[method] = fn
+        return fn
+
+    @staticmethod
+    def _compiled_group(layout: _FlatGroup, group: dict[str, Any]) -> tuple[dict, dict]:
+        """The group as the compiled update sees it: ``lr`` and the counters ``update`` advances
+        in the group dict as 0-d float64 tensors (new values do not recompile); and those
+        counters with their Python types."""
+        lr = group["lr"]
+        lr = lr if isinstance(lr, Tensor) else torch.tensor(lr, dtype=torch.float64)
+        compiled_group = {**group, "lr": lr}
+        counters = dict(layout.group_counters)
+        if _is_scalar(group.get("step")):  # a group step counter advanced outside update()
+            counters.setdefault("step", type(group["step"]))
+        for key in counters:
+            if key in group:
+                compiled_group[key] = torch.tensor(group[key], dtype=torch.float64)
+        return compiled_group, counters
 
     def _compile_failed(self, layout: _FlatGroup, exc: Exception) -> bool:
         name = type(self.optimizer).__name__
