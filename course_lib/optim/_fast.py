@@ -15,7 +15,10 @@ what runs fast. The trick is to change the *data*, not the code:
    it disappears in a loop with ``zero_grad(set_to_none=False)``: the zeroed gradients are then
    views of the flat buffer (:meth:`FastPath.share_grads`, like DDP's
    ``gradient_as_bucket_view``), ``backward()`` accumulates into them in place and there is
-   nothing left to gather.
+   nothing left to gather. With the default ``zero_grad()`` the gradients are new tensors every
+   step; the layout puts parameters of ``direct_min`` (2**19) elements or more first, and a
+   compiled step reads *their* gradients where they are, one call per such parameter on its slice
+   of the flat buffers (the same graph serves every length), then one call on the rest.
 3. **Compiled.** That call goes through :func:`torch.compile` (``fullgraph=True``, so a compile
    either succeeds before anything runs or fails with nothing changed). The learning rate and the
    scalar states (the step counter) enter as 0-d float64 tensors, so a scheduler changing ``lr`` or
