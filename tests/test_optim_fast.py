@@ -460,3 +460,87 @@ def test_read_in_place_edge_cases(case, read_in_place):
     assert_same(slow, slow_p, fast, fast_p, case)
     expected = {"non_contiguous": 2 * 5, "maximize": 0, "shared": 0}[case]
     assert segmented == expected
+
+
+# --- hyperparameters a scheduler changes every step ---
+
+
+def one_cycle(opt):
+    """OneCycleLR with its defaults: it also cycles Adam's beta1 and SGD's momentum."""
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=40)
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [
+        (O.Adam, {"lr": 0.01, "weight_decay": 0.01}),
+        (O.AdamW, {"lr": 0.01}),
+        (O.SGD, {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.01}),
+    ],
+    ids=["Adam", "AdamW", "SGD"],
+)
+def test_cycled_hyperparameters_become_tensors_not_recompiles(cls, kwargs, fast_everywhere):
+    """OneCycleLR changes beta1 (momentum) every step: the compiled step takes it as a tensor
+    from its first change on (one more graph) instead of recompiling per value until dynamo
+    gives up after 8 and the readable path takes over."""
+    before = O.fast_path_stats()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_both(cls, kwargs, steps=14, sched=one_cycle)
+    after = O.fast_path_stats()
+    assert not [w for w in caught if "torch.compile failed" in str(w.message)]
+    assert after["compiled_steps"] - before["compiled_steps"] == 2 * 13
+    assert after["compiles"] - before["compiles"] <= 2
+
+
+def test_undeclared_hyperparameter_stays_a_constant(fast_everywhere):
+    """Nesterov passes momentum to torch as ``alpha=``, which must be a number (traced with a
+    tensor there, the first value would be baked into the graph), so SGD does not declare it
+    then: momentum stays a constant, each new value recompiles until dynamo's limit sends the
+    group to the readable path. The results are the readable path's throughout."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        slow, slow_p, fast, fast_p = run_both(
+            O.SGD, {"lr": 0.01, "momentum": 0.9, "nesterov": True}, steps=12, sched=one_cycle
+        )
+    layout = fast._fast.layouts[0]
+    assert not layout.tensor_keys
+    assert fast.tensor_hyperparameters(fast.param_groups[0]) == {}
+
+
+def test_cycled_beta1_in_float32(fast_everywhere):
+    """The tensor beta1 (a 0-d float64) mixes into float32 state the way the number did."""
+    base = [p.float() for p in make_params()]
+    runs = []
+    for fast in (False, True):
+        params = [p.clone().requires_grad_() for p in base]
+        opt = make_opt(O.Adam, params, fast, {"lr": 0.01})
+        sched = one_cycle(opt)
+        for step in range(10):
+            set_grads(params, step)
+            opt.step()
+            sched.step()
+        runs.append(params)
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+class BranchingSGD(O.SGD):
+    """Declares momentum as tensor-safe but branches on it in Python: not compilable as a tensor."""
+
+    def tensor_hyperparameters(self, group):
+        return {"momentum": None}
+
+    def update(self, group, params, grads, states):
+        if group["momentum"] > 0.5:  # a data-dependent branch once momentum is a tensor
+            return super().update(group, params, grads, states)
+        return super().update(group, params, grads, states)
+
+
+def test_declared_hyperparameter_that_does_not_compile_falls_back_to_a_constant(fast_everywhere):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        _, _, fast, _ = run_both(BranchingSGD, {"lr": 0.01, "momentum": 0.9}, steps=6,
+                                 sched=one_cycle)
+    layout = fast._fast.layouts[0]
+    assert "momentum" in layout.static_keys and "momentum" not in layout.tensor_keys

@@ -168,6 +168,14 @@ class BlockOptimizer(torch.optim.Optimizer):
                 finish(stats)
         return loss
 
+    def tensor_hyperparameters(self, group: dict[str, Any]) -> dict[str, tuple[int, ...] | None]:
+        """Hyperparameters :meth:`update` uses only in tensor arithmetic, so that the compiled fast
+        path may pass them as 0-d tensors once a scheduler starts changing them (OneCycleLR
+        cycles Adam's beta1 and SGD's momentum): one more graph instead of a recompile per value.
+        Name -> ``None`` for a number, -> the positions that may change for a tuple (``betas``).
+        Anything not listed is a constant of the compiled graph. Default: nothing."""
+        return {}
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients, as :meth:`torch.optim.Optimizer.zero_grad`.
 

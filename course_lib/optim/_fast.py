@@ -267,6 +267,21 @@ def _is_scalar(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _call_with(fn: Callable, group: dict, *, params, grads, state, extra) -> Any:
+    return fn(group, params, grads, [state], *extra)
+
+
+def _floaty(value: Any) -> bool:
+    """A float, or a tuple of numbers with a float in it (``betas``)."""
+    if isinstance(value, tuple):
+        return (
+            bool(value)
+            and all(_is_scalar(x) for x in value)
+            and any(isinstance(x, float) for x in value)
+        )
+    return isinstance(value, float)
+
+
 class _FlatGroup:
     """One param group in flat buffers: params, grads and every per-parameter state tensor."""
 
@@ -309,6 +324,12 @@ class _FlatGroup:
         self.fresh = True  # no step taken on this layout yet
         self.compiled_ok = True
         self.group_counters: dict[str, Any] = {}  # numbers update() advances in the group dict
+        # Float hyperparameters a scheduler changes (OneCycleLR cycles Adam's beta1, SGD's
+        # momentum) enter compiled calls as 0-d tensors from their first change on: key -> None
+        # for a float, -> the indices of the changing floats in a tuple such as ``betas``.
+        self.tensor_keys: dict[str, set[int] | None] = {}
+        self.static_keys: set[str] = set()  # tried as tensors, did not compile: constants
+        self.hyper_seen: dict[str, Any] | None = None  # their values at the last compiled step
         for flat in (self.param, self.grad):
             _mark_dynamic(flat)
         _STATS["layouts"] += 1
@@ -348,6 +369,8 @@ class _FlatGroup:
         if old is not None:
             layout.compiled_ok = old.compiled_ok
             layout.group_counters = old.group_counters
+            layout.tensor_keys, layout.static_keys = old.tensor_keys, old.static_keys
+            layout.hyper_seen = old.hyper_seen
         return layout
 
     def _adopt(self, key: str, flat: Tensor, views: list[Tensor], states: list[dict]) -> None:
@@ -633,26 +656,32 @@ class FastPath:
         fn = self._compiled_fn(method, layout)
         if fn is None:
             return False, None
-        compiled_group, _ = self._compiled_group(layout, group)  # no counters: shared by calls
-        done = []
-        with _static_floats():
-            for n, (start, end, grad) in enumerate(layout.segments):
-                params = [layout.param[start:end]]
-                given = layout.flat_state(as_tensors=True, start=start, end=end)
-                after = dict(given)
-                if not layout.marked:  # one graph for all lengths, whichever call compiles it
-                    for t in (params[0], grad, *(v for v in given.values() if v.dim() == 1)):
-                        _mark_dynamic(t)
+        done: list[tuple[int, int, dict, dict]] = []
+        compiled_group = None  # the first call settles it; no counters, so the calls share it
+        for start, end, grad in layout.segments:
+            params = [layout.param[start:end]]
+            given = layout.flat_state(as_tensors=True, start=start, end=end)
+            after = dict(given)
+            if not layout.marked:  # one graph for all lengths, whichever call compiles it
+                for t in (params[0], grad, *(v for v in given.values() if v.dim() == 1)):
+                    _mark_dynamic(t)
+            if compiled_group is None:
+                call = partial(
+                    _call_with, fn, params=params, grads=[grad], state=after, extra=extra
+                )
+                ok, _, compiled_group, _ = self._call_with_group(layout, group, call)
+                if not ok:
+                    return False, None  # nothing ran: the readable path takes the step
+            else:
                 try:
-                    fn(compiled_group, params, [grad], [after], *extra)
-                except Exception as exc:  # fullgraph: this call did nothing
+                    with _static_floats():
+                        fn(compiled_group, params, [grad], [after], *extra)
+                except Exception as exc:  # a later call failed to recompile: finish uncompiled
                     self._compile_failed(layout, exc)
-                    if n == 0:
-                        return False, None  # the readable path takes the step
                     given = layout.flat_state(as_tensors=False, start=start, end=end)
-                    after = dict(given)  # a later call failed to recompile: finish uncompiled
+                    after = dict(given)
                     getattr(self.optimizer, method)(group, params, [grad], [after], *extra)
-                done.append((start, end, given, after))
+            done.append((start, end, given, after))
         layout.marked = True
         layout.absorb(layout.merge_segments(done), states)
         _STATS["segmented_steps"] += 1
@@ -680,17 +709,70 @@ class FastPath:
         fn = self._compiled_fn(method, layout)
         if fn is None:
             return False, None
-        compiled_group, counters = self._compiled_group(layout, group)
-        try:
-            with _static_floats():
-                out = fn(compiled_group, params, grads, [flat_state], *extra)
-        except Exception as exc:  # fullgraph: nothing ran, the readable path takes over
-            return self._compile_failed(layout, exc), None
+        ok, out, compiled_group, counters = self._call_with_group(
+            layout, group, lambda g: fn(g, params, grads, [flat_state], *extra)
+        )
+        if not ok:
+            return False, None
         for key, kind in counters.items():
             value = compiled_group.get(key)
             if isinstance(value, Tensor):
                 group[key] = kind(round(value.item())) if kind is int else value.item()
         return True, out
+
+    def _call_with_group(
+        self, layout: _FlatGroup, group: dict[str, Any], call: Callable[[dict], Any]
+    ) -> tuple[bool, Any, dict, dict]:
+        """``call(compiled group)``; ``(ok, its result, the compiled group, the counters)``.
+
+        Hyperparameters that changed since the last compiled step become tensors first (one
+        recompile). If that graph does not compile (the update branches on the value in Python,
+        or passes it where torch wants a number), they stay constants and the call is retried:
+        each new value then recompiles, as before. Any other failure: the readable path."""
+        fresh = self._note_changes(layout, group)
+        while True:
+            compiled_group, counters = self._compiled_group(layout, group)
+            try:
+                with _static_floats():
+                    out = call(compiled_group)
+                return True, out, compiled_group, counters
+            except Exception as exc:  # fullgraph: nothing ran
+                if not fresh:
+                    self._compile_failed(layout, exc)
+                    return False, None, compiled_group, counters
+                for key in fresh:
+                    layout.tensor_keys.pop(key, None)
+                    layout.static_keys.add(key)
+                fresh = {}
+
+    def _note_changes(self, layout: _FlatGroup, group: dict[str, Any]) -> dict[str, Any]:
+        """Record the hyperparameters the optimizer allows as tensors
+        (:meth:`~course_lib.optim.BlockOptimizer.tensor_hyperparameters`); those that changed
+        since the last compiled step (and are neither tensors already nor known not to compile
+        as tensors) are added to ``layout.tensor_keys``. Returns the ones added now."""
+        allowed = self.optimizer.tensor_hyperparameters(group)
+        seen = {key: group[key] for key in allowed if _floaty(group.get(key))}
+        fresh: dict[str, Any] = {}
+        old_seen = layout.hyper_seen or {}
+        for key, value in seen.items():
+            old = old_seen.get(key)
+            if old is None or old == value or key in layout.static_keys:
+                continue
+            if isinstance(value, tuple):
+                if not isinstance(old, tuple) or len(old) != len(value):
+                    continue
+                known = layout.tensor_keys.get(key) or set()
+                changed = {i for i, (a, b) in enumerate(zip(old, value)) if a != b}
+                changed &= set(allowed[key] or ())
+                changed = {i for i in changed if isinstance(value[i], float)} - known
+                if changed:
+                    fresh[key] = changed
+                    layout.tensor_keys[key] = known | changed
+            elif key not in layout.tensor_keys:
+                fresh[key] = None
+                layout.tensor_keys[key] = None
+        layout.hyper_seen = seen
+        return fresh
 
     def _compiled_fn(self, method: str, layout: _FlatGroup) -> Callable | None:
         """The compiled ``method`` of our optimizer (compiled lazily, at its first call)."""
@@ -719,6 +801,17 @@ class FastPath:
         for key in counters:
             if key in group:
                 compiled_group[key] = torch.tensor(group[key], dtype=torch.float64)
+        for key, indices in layout.tensor_keys.items():
+            value = group.get(key)
+            if indices is None and isinstance(value, float):
+                compiled_group[key] = torch.tensor(value, dtype=torch.float64)
+            elif indices is not None and isinstance(value, tuple):
+                compiled_group[key] = tuple(
+                    torch.tensor(x, dtype=torch.float64)
+                    if i in indices and isinstance(x, float)
+                    else x
+                    for i, x in enumerate(value)
+                )
         return compiled_group, counters
 
     def _compile_failed(self, layout: _FlatGroup, exc: Exception) -> bool:

@@ -78,6 +78,9 @@ class Adam(BlockOptimizer):
         )
         super().__init__(params, defaults)
 
+    def tensor_hyperparameters(self, group):
+        return {"betas": (0,)}  # beta1 only enters lerp_ and 1 - beta1**t
+
     def update(self, group, params, grads, states):
         beta1, beta2 = group["betas"]
         grads = _decay(group, params, grads)
@@ -162,6 +165,9 @@ class RAdam(BlockOptimizer):
             maximize=maximize,
         )
         super().__init__(params, defaults)
+
+    def tensor_hyperparameters(self, group):
+        return {"betas": (0,)}  # beta1 only enters lerp_ and 1 - beta1**t
 
     def update(self, group, params, grads, states):
         beta1, beta2 = group["betas"]

@@ -72,6 +72,10 @@ class SGD(BlockOptimizer):
         )
         super().__init__(params, defaults)
 
+    def tensor_hyperparameters(self, group):
+        # Nesterov hands momentum to torch as ``alpha=``, which must be a Python number.
+        return {} if group["nesterov"] else {"momentum": None}
+
     def update(self, group, params, grads, states):
         lr, wd, mu = group["lr"], group["weight_decay"], group["momentum"]
         form = group["momentum_form"]

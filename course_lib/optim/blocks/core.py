@@ -17,6 +17,7 @@ __all__ = [
     "apply_update",
     "count_step",
     "decay_weights",
+    "is_zero",
     "lazy_state",
     "lr_at",
     "scale_by_lr",
@@ -50,6 +51,14 @@ def count_step(states: list[dict[str, Any]]) -> list[int]:
     return [state["step"] for state in states]
 
 
+def is_zero(x: Any) -> bool:
+    """``x == 0`` for a Python number, the test that lets a block skip work it need not do. A 0-d
+    tensor never counts as zero: it is how a compiled step passes a hyperparameter a scheduler
+    keeps changing (:mod:`course_lib.optim._fast`), and the block's work is then correct for any
+    value, zero included."""
+    return not isinstance(x, Tensor) and x == 0
+
+
 def add_l2(grads: list[Tensor], params: list[Tensor], weight_decay: float) -> list[Tensor]:
     r"""L2 regularisation as a gradient term: :math:`g \leftarrow g + \lambda w`.
 
@@ -58,7 +67,7 @@ def add_l2(grads: list[Tensor], params: list[Tensor], weight_decay: float) -> li
     term is divided by :math:`\sqrt{v}` like the rest of the gradient (chapter 05). Returns new
     tensors; the input gradients are left untouched.
     """
-    if weight_decay == 0:
+    if is_zero(weight_decay):
         return grads
     return [g.add(p, alpha=weight_decay) for g, p in zip(grads, params)]
 
@@ -70,7 +79,7 @@ def decay_weights(params: list[Tensor], lr: float, weight_decay: float) -> None:
     is the same whatever its gradient history. The decay is multiplied by the learning rate, as in
     ``torch.optim.AdamW`` and ``lion-pytorch``.
     """
-    if weight_decay == 0:
+    if is_zero(weight_decay):
         return
     for p in params:
         p.mul_(1 - lr * weight_decay)

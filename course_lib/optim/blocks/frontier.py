@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from course_lib.optim.blocks.core import lazy_state
+from course_lib.optim.blocks.core import is_zero, lazy_state
 
 __all__ = [
     # sign updates: Lion, PowerSign, AddSign
@@ -300,7 +300,7 @@ def prox_weight_decay(params: list[Tensor], lr: float, weight_decay: float) -> N
     \tfrac{\lambda}{2}\lVert w\rVert^2` around the stepped point :math:`w'` — Adan's default
     (``no_prox=False``). To first order in :math:`\eta\lambda` it equals decoupled decay.
     """
-    if weight_decay == 0:
+    if is_zero(weight_decay):
         return
     for p in params:
         p.div_(1 + lr * weight_decay)
