@@ -22,10 +22,13 @@ what runs fast. The trick is to change the *data*, not the code:
 3. **Compiled.** That call goes through :func:`torch.compile` (``fullgraph=True``, so a compile
    either succeeds before anything runs or fails with nothing changed). The learning rate and the
    scalar states (the step counter) enter as 0-d float64 tensors, so a scheduler changing ``lr`` or
-   the step advancing does not recompile; the flat length is dynamic, so groups of other sizes
-   reuse the same code. Scalar-only arithmetic (``1 - beta**t`` …) is kept out of the elementwise
-   loop by a graph pass (:func:`_hoist_scalars`): otherwise the compiler recomputes the powers for
-   every vector of 16 elements.
+   the step advancing does not recompile; so do the hyperparameters an optimizer declares safe as
+   tensors (``tensor_hyperparameters``: Adam's beta1, SGD's momentum) once a scheduler changes
+   them (OneCycleLR cycles both). Other numbers are constants of the graph: a new value
+   recompiles. The flat length is dynamic, so groups of other sizes reuse the same code.
+   Scalar-only arithmetic (``1 - beta**t`` …) is kept out of the elementwise loop by a graph pass
+   (:func:`_hoist_scalars`): otherwise the compiler recomputes the powers for every vector of 16
+   elements.
 4. **Two passes.** A two-pass optimizer (Adai: ``update`` per group, then a mean over *all*
    groups, then ``finish`` per group) runs both methods here, each compiled on the same flat
    buffers; what ``update`` returns (the group's share of the mean: a 0-d sum and a count) goes to
