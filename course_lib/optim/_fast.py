@@ -103,9 +103,9 @@ def set_fast_path(
     ``enabled=False``: always the readable per-tensor path. ``compile=False``: flat layout but no
     :func:`torch.compile` (no compiler, no warm-up; for tests: not faster than readable).
     ``min_numel``: smallest group (total elements) that takes the fast path. ``direct_min``:
-    smallest parameter (elements, default 2**19) whose gradient a compiled step reads where it is
-    instead of copying it into the flat buffer (one more compiled call, ~50 µs, against a copy
-    of 8 bytes per element; applies to new layouts). Restore with
+    smallest parameter (elements, default 2**19) whose gradient a compiled step on the CPU reads
+    where it is instead of copying it into the flat buffer (one more compiled call, ~45 µs,
+    against a copy of 8 bytes per element; applies to new layouts). Restore with
     ``set_fast_path(**previous)``. The environment variable ``COURSE_LIB_FAST_PATH=0`` (or
     ``=eager``) sets the default at import. A single group opts out with
     ``{"params": ..., "fast": False}``.
@@ -578,12 +578,14 @@ class FastPath:
         return share, partial(self._finish, layout, group, states, compiled)
 
     def _segmentable(self, layout: _FlatGroup, group: dict[str, Any]) -> bool:
-        """May this compiled step run once per large parameter (plus once on the rest)? Only a
-        single-pass update with nothing counted in the group dict (each call would advance it)
-        and no ``maximize`` (its gradients are negated in our buffer)."""
+        """May this compiled step run once per large parameter (plus once on the rest)? Only on
+        the CPU (on a GPU, copying a gradient costs microseconds, less than one more compiled
+        call), for a single-pass update with nothing counted in the group dict (each call would
+        advance it) and no ``maximize`` (its gradients are negated in our buffer)."""
         rest = layout.numel - layout.rest_start
         return (
             bool(layout.direct)
+            and layout.grad.device.type == "cpu"
             and rest != 1  # a length-1 call would compile a graph of its own
             and not group["maximize"]
             and not self.optimizer.two_pass
