@@ -493,19 +493,39 @@ def test_cycled_hyperparameters_become_tensors_not_recompiles(cls, kwargs, fast_
     assert after["compiles"] - before["compiles"] <= 2
 
 
-def test_undeclared_hyperparameter_stays_a_constant(fast_everywhere):
+def test_undeclared_hyperparameter_stays_a_constant(fast_everywhere, monkeypatch):
     """Nesterov passes momentum to torch as ``alpha=``, which must be a number (traced with a
     tensor there, the first value would be baked into the graph), so SGD does not declare it
-    then: momentum stays a constant, each new value recompiles until dynamo's limit sends the
-    group to the readable path. The results are the readable path's throughout."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    then: momentum stays a constant; after a few new values (each a recompile) the group stops
+    compiling, with a warning. The results are the readable path's throughout."""
+    monkeypatch.setattr(_fast, "_WARNED", set())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         slow, slow_p, fast, fast_p = run_both(
             O.SGD, {"lr": 0.01, "momentum": 0.9, "nesterov": True}, steps=12, sched=one_cycle
         )
     layout = fast._fast.layouts[0]
     assert not layout.tensor_keys
     assert fast.tensor_hyperparameters(fast.param_groups[0]) == {}
+    assert not layout.compiled_ok and layout.constant_changes == _fast._MAX_CONSTANT_CHANGES + 1
+    assert [w for w in caught if "keeps changing" in str(w.message)]
+
+
+def test_many_optimizers_with_different_constants_all_compile(fast_everywhere, monkeypatch):
+    """A sweep in one process: each optimizer's constants make a graph of their own for the one
+    shared ``Adam.update``; more than dynamo's default of 8 still compile."""
+    monkeypatch.setattr(_fast, "_WARNED", set())
+    before = O.fast_path_stats()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(12):
+            params = [p.requires_grad_() for p in make_params()]
+            opt = O.Adam(params, lr=0.01, eps=1e-8 * (i + 1), weight_decay=0.001 * i)
+            for step in range(3):
+                set_grads(params, step)
+                opt.step()
+    assert not [w for w in caught if "torch.compile failed" in str(w.message)]
+    assert O.fast_path_stats()["compiled_steps"] - before["compiled_steps"] == 12 * 2
 
 
 def test_cycled_beta1_in_float32(fast_everywhere):

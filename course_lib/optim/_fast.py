@@ -233,9 +233,21 @@ def _static_floats():
     becomes a graph input, and inductor's pass that turns such floats into tensors miscompiled
     together with :func:`_hoist_scalars` (torch 2.13: Adai with two weight decays)."""
     config = torch._dynamo.config
+    changes: dict[str, Any] = {}
     if hasattr(config, "specialize_float"):
-        return config.patch(specialize_float=True)
-    return contextlib.nullcontext()
+        changes["specialize_float"] = True
+    # One code object (``Adam.update``) serves every optimizer of its class in the process, each
+    # with its own constants: dynamo's default of 8 graphs per code object would end a
+    # hyperparameter sweep on the readable path. A group whose constants keep changing stops
+    # compiling on its own (``_MAX_CONSTANT_CHANGES``).
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(config, name):
+            changes[name] = max(getattr(config, name), _GRAPHS_PER_METHOD)
+    return config.patch(changes) if changes else contextlib.nullcontext()
+
+
+_GRAPHS_PER_METHOD = 64  # compiled graphs kept per optimizer method (dynamo's default: 8)
+_MAX_CONSTANT_CHANGES = 4  # new values of a constant hyperparameter before a group stops compiling
 
 
 # --- the flat layout of one param group ---
@@ -332,7 +344,8 @@ class _FlatGroup:
         # for a float, -> the indices of the changing floats in a tuple such as ``betas``.
         self.tensor_keys: dict[str, set[int] | None] = {}
         self.static_keys: set[str] = set()  # tried as tensors, did not compile: constants
-        self.hyper_seen: dict[str, Any] | None = None  # their values at the last compiled step
+        self.hyper_seen: dict[str, Any] | None = None  # values at the last compiled step
+        self.constant_changes = 0  # compiled steps that found a new value of a constant
         for flat in (self.param, self.grad):
             _mark_dynamic(flat)
         _STATS["layouts"] += 1
@@ -374,6 +387,7 @@ class _FlatGroup:
             layout.group_counters = old.group_counters
             layout.tensor_keys, layout.static_keys = old.tensor_keys, old.static_keys
             layout.hyper_seen = old.hyper_seen
+            layout.constant_changes = old.constant_changes
         return layout
 
     def _adopt(self, key: str, flat: Tensor, views: list[Tensor], states: list[dict]) -> None:
@@ -735,6 +749,16 @@ class FastPath:
         or passes it where torch wants a number), they stay constants and the call is retried:
         each new value then recompiles, as before. Any other failure: the readable path."""
         fresh = self._note_changes(layout, group)
+        if layout.constant_changes > _MAX_CONSTANT_CHANGES:
+            name = type(self.optimizer).__name__
+            _warn_once(
+                f"{name}:constants",
+                f"course_lib.optim: a hyperparameter of {name} that the compiled step takes as a "
+                "constant keeps changing (each value would recompile); this group now takes "
+                "the readable path",
+            )
+            layout.compiled_ok = False
+            return False, None, {}, {}
         while True:
             compiled_group, counters = self._compiled_group(layout, group)
             try:
@@ -756,27 +780,37 @@ class FastPath:
         since the last compiled step (and are neither tensors already nor known not to compile
         as tensors) are added to ``layout.tensor_keys``. Returns the ones added now."""
         allowed = self.optimizer.tensor_hyperparameters(group)
-        seen = {key: group[key] for key in allowed if _floaty(group.get(key))}
+        seen = {
+            key: value
+            for key, value in group.items()
+            if key not in ("params", "lr") and key not in layout.group_counters and _floaty(value)
+        }
         fresh: dict[str, Any] = {}
+        constant_changed = False
         old_seen = layout.hyper_seen or {}
         for key, value in seen.items():
             old = old_seen.get(key)
-            if old is None or old == value or key in layout.static_keys:
+            if old is None or old == value:
                 continue
-            if isinstance(value, tuple):
+            if key not in allowed or key in layout.static_keys:
+                constant_changed = True
+            elif isinstance(value, tuple):
                 if not isinstance(old, tuple) or len(old) != len(value):
+                    constant_changed = True
                     continue
                 known = layout.tensor_keys.get(key) or set()
                 changed = {i for i, (a, b) in enumerate(zip(old, value)) if a != b}
-                changed &= set(allowed[key] or ())
-                changed = {i for i in changed if isinstance(value[i], float)} - known
-                if changed:
-                    fresh[key] = changed
-                    layout.tensor_keys[key] = known | changed
+                positions = allowed[key] or ()
+                ok = {i for i in changed if i in positions and isinstance(value[i], float)}
+                constant_changed |= bool(changed - ok)
+                if ok - known:
+                    fresh[key] = ok - known
+                    layout.tensor_keys[key] = known | ok
             elif key not in layout.tensor_keys:
                 fresh[key] = None
                 layout.tensor_keys[key] = None
         layout.hyper_seen = seen
+        layout.constant_changes += constant_changed
         return fresh
 
     def _compiled_fn(self, method: str, layout: _FlatGroup) -> Callable | None:
