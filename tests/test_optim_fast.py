@@ -178,9 +178,35 @@ def test_none_grad_falls_back_to_readable_path(fast_everywhere):
     before = O.fast_path_stats()["eager_flat_steps"]
     run_both(O.Adam, KWARGS["Adam"], steps=8, none_steps=(3,))
     flat = O.fast_path_stats()["eager_flat_steps"] - before
-    # group 0 always flat (8); group 1 flat before the None grad (3), readable from then on
-    # (its parameters' step counters differ).
-    assert flat == 8 + 3
+    # group 0 always flat (8); group 1 flat before the None grad (3) and at it (its other
+    # parameter alone), readable from then on (its parameters' step counters differ).
+    assert flat == 8 + 4
+
+
+def test_frozen_parameters_stay_out_of_the_layout(fast_everywhere):
+    """Fine-tuning with ``Adam(model.parameters())`` and a frozen layer: the parameters without
+    gradients are left out of the flat layout and the others still take the compiled path."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    model = model.double()
+    model[0].requires_grad_(False)
+    ref = copy.deepcopy(model)
+    opt = O.Adam(model.parameters(), lr=0.01)
+    ref_opt = O.Adam([{"params": list(ref.parameters()), "fast": False}], lr=0.01)
+    x = torch.randn(16, 5, dtype=torch.float64)
+    frozen = [p.detach().clone() for p in model[0].parameters()]
+    before = O.fast_path_stats()
+    for _ in range(6):
+        for m, o in ((model, opt), (ref, ref_opt)):
+            o.zero_grad()
+            m(x).pow(2).mean().backward()
+            o.step()
+    after = O.fast_path_stats()
+    assert after["compiled_steps"] - before["compiled_steps"] == 5
+    for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+    assert all(torch.equal(p, f) for p, f in zip(model[0].parameters(), frozen))
+    assert all(not opt.state[p] for p in model[0].parameters())
 
 
 def test_tiny_problem_never_compiles():

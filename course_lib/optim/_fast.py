@@ -37,8 +37,9 @@ what runs fast. The trick is to change the *data*, not the code:
 
 Every step falls back to the readable path when the flat path does not apply: fast path switched
 off (:func:`set_fast_path`, a group's ``"fast": False``, an optimizer class with
-``flat_update = False``), a parameter without a gradient this step (per-parameter step counters
-would diverge), sparse gradients, mixed dtypes or devices in a group, non-floating or
+``flat_update = False``), parameters whose gradients come and go (their per-parameter step
+counters diverge; a parameter that never has one, like a frozen layer's, is simply left out of
+the layout), sparse gradients, mixed dtypes or devices in a group, non-floating or
 non-contiguous parameters, or a group smaller than ``min_numel`` elements (default 100 000: the 2-D
 landscapes and small notebook models never compile). If :func:`torch.compile` is missing or fails
 (for example a data-dependent Python branch on a tensor in some ``update()``), a warning is issued
@@ -547,8 +548,8 @@ class FastPath:
         self, index: int, group: dict[str, Any], params: list[Tensor]
     ) -> tuple[Any, Callable[[Any], None]] | None:
         opt = self.optimizer
-        if not group.get("fast", True) or len(params) != len(group["params"]):
-            return None  # opted out, or some parameter has no gradient this step
+        if not group.get("fast", True):
+            return None  # opted out
         layout = self.layouts.get(index)
         if layout is not None and _CONFIG["compile"] and not layout.compiled_ok:
             return None  # compiling failed: the readable path (an uncompiled flat update is no
@@ -718,9 +719,13 @@ class FastPath:
             return False
         if old is not None and old.same_params(params):
             return True
-        # params that share memory (views of one tensor) must keep sharing it: leave them alone
-        storages = {p.untyped_storage().data_ptr() for p in params}
-        return len(storages) == len(params)
+        # Params that share memory (views of one tensor) must keep sharing it: leave them alone.
+        # Views of our own flat buffer (the group's set of gradients changed) are disjoint.
+        own = old.param.untyped_storage().data_ptr() if old is not None else None
+        mine = {id(p) for p in old.params} if old is not None else set()
+        storages = [p.untyped_storage().data_ptr() for p in params]
+        foreign = [s for p, s in zip(params, storages) if not (id(p) in mine and s == own)]
+        return len(set(foreign)) == len(foreign) and own not in foreign
 
     def _compiled_call(
         self, method, layout, group, params, grads, flat_state, extra
