@@ -57,6 +57,7 @@ import contextlib
 import inspect
 import operator
 import os
+import threading
 import warnings
 from collections.abc import Callable
 from functools import partial
@@ -228,25 +229,50 @@ def _backend(gm: torch.fx.GraphModule, example_inputs):
             return compile_fx(gm, example_inputs)
 
 
+_SETTINGS = threading.local()  # how deep this thread is inside _static_floats()
+
+
+@contextlib.contextmanager
 def _static_floats():
-    """Every Python number of the group other than lr and the counters is a constant of the graph
-    (a new value recompiles, under a guard). Left to dynamo, a float that changed between calls
-    becomes a graph input, and inductor's pass that turns such floats into tensors miscompiled
-    together with :func:`_hoist_scalars` (torch 2.13: Adai with two weight decays)."""
+    """The dynamo settings of every compiled call, entered once however deeply nested (the calls
+    of a segmented step share one entry).
+
+    Every Python number of the group other than lr, the counters and the declared tensor
+    hyperparameters is a constant of the graph (a new value recompiles, under a guard). Left to
+    dynamo, a float that changed between calls becomes a graph input, and inductor's pass that
+    turns such floats into tensors miscompiled together with :func:`_hoist_scalars` (torch 2.13:
+    Adai with two weight decays)."""
+    depth = getattr(_SETTINGS, "depth", 0)
+    if depth:
+        yield
+        return
+    _SETTINGS.depth = 1
+    try:
+        with _dynamo_patch():
+            yield
+    finally:
+        _SETTINGS.depth = 0
+
+
+def _dynamo_patch():
+    global _DYNAMO_CHANGES
     config = torch._dynamo.config
-    changes: dict[str, Any] = {}
-    if hasattr(config, "specialize_float"):
-        changes["specialize_float"] = True
-    # One code object (``Adam.update``) serves every optimizer of its class in the process, each
-    # with its own constants: dynamo's default of 8 graphs per code object would end a
-    # hyperparameter sweep on the readable path. A group whose constants keep changing stops
-    # compiling on its own (``_MAX_CONSTANT_CHANGES``).
-    for name in ("recompile_limit", "cache_size_limit"):
-        if hasattr(config, name):
-            changes[name] = max(getattr(config, name), _GRAPHS_PER_METHOD)
-    return config.patch(changes) if changes else contextlib.nullcontext()
+    if _DYNAMO_CHANGES is None:
+        _DYNAMO_CHANGES = {}
+        if hasattr(config, "specialize_float"):
+            _DYNAMO_CHANGES["specialize_float"] = True
+        # One code object (``Adam.update``) serves every optimizer of its class in the process,
+        # each with its own constants: dynamo's default of 8 graphs per code object would end a
+        # hyperparameter sweep on the readable path. A group whose constants keep changing stops
+        # compiling on its own (``_MAX_CONSTANT_CHANGES``).
+        for name in ("recompile_limit", "cache_size_limit"):  # (the older name)
+            if hasattr(config, name):
+                _DYNAMO_CHANGES[name] = max(getattr(config, name), _GRAPHS_PER_METHOD)
+                break
+    return config.patch(_DYNAMO_CHANGES) if _DYNAMO_CHANGES else contextlib.nullcontext()
 
 
+_DYNAMO_CHANGES: dict[str, Any] | None = None  # the settings _dynamo_patch applies, found once
 _GRAPHS_PER_METHOD = 64  # compiled graphs kept per optimizer method (dynamo's default: 8)
 _MAX_CONSTANT_CHANGES = 4  # new values of a constant hyperparameter before a group stops compiling
 
@@ -678,30 +704,30 @@ class FastPath:
             return False, None
         done: list[tuple[int, int, dict, dict]] = []
         compiled_group = None  # the first call settles it; no counters, so the calls share it
-        for start, end, grad in layout.segments:
-            params = [layout.param[start:end]]
-            given = layout.flat_state(as_tensors=True, start=start, end=end)
-            after = dict(given)
-            if not layout.marked:  # one graph for all lengths, whichever call compiles it
-                for t in (params[0], grad, *(v for v in given.values() if v.dim() == 1)):
-                    _mark_dynamic(t)
-            if compiled_group is None:
-                call = partial(
-                    _call_with, fn, params=params, grads=[grad], state=after, extra=extra
-                )
-                ok, _, compiled_group, _ = self._call_with_group(layout, group, call)
-                if not ok:
-                    return False, None  # nothing ran: the readable path takes the step
-            else:
-                try:
-                    with _static_floats():
+        with _static_floats():
+            for start, end, grad in layout.segments:
+                params = [layout.param[start:end]]
+                given = layout.flat_state(as_tensors=True, start=start, end=end)
+                after = dict(given)
+                if not layout.marked:  # one graph for all lengths, whichever call compiles it
+                    for t in (params[0], grad, *(v for v in given.values() if v.dim() == 1)):
+                        _mark_dynamic(t)
+                if compiled_group is None:
+                    call = partial(
+                        _call_with, fn, params=params, grads=[grad], state=after, extra=extra
+                    )
+                    ok, _, compiled_group, _ = self._call_with_group(layout, group, call)
+                    if not ok:
+                        return False, None  # nothing ran: the readable path takes the step
+                else:
+                    try:
                         fn(compiled_group, params, [grad], [after], *extra)
-                except Exception as exc:  # a later call failed to recompile: finish uncompiled
-                    self._compile_failed(layout, exc)
-                    given = layout.flat_state(as_tensors=False, start=start, end=end)
-                    after = dict(given)
-                    getattr(self.optimizer, method)(group, params, [grad], [after], *extra)
-            done.append((start, end, given, after))
+                    except Exception as exc:  # a later call failed to recompile: uncompiled
+                        self._compile_failed(layout, exc)
+                        given = layout.flat_state(as_tensors=False, start=start, end=end)
+                        after = dict(given)
+                        getattr(self.optimizer, method)(group, params, [grad], [after], *extra)
+                done.append((start, end, given, after))
         layout.marked = True
         layout.absorb(layout.merge_segments(done), states)
         _STATS["segmented_steps"] += 1
