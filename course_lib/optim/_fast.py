@@ -213,20 +213,19 @@ def _backend(gm: torch.fx.GraphModule, example_inputs):
     from torch._inductor.compile_fx import compile_fx
 
     _hoist_scalars(gm)
-    _STATS["compiles"] += 1
     try:
         with _trusted_cpu_isa():
-            return compile_fx(gm, example_inputs)
+            compiled = compile_fx(gm, example_inputs)
     except Exception as exc:
-        restart = getattr(torch._dynamo.exc, "RestartAnalysis", ())
-        if isinstance(exc, restart):  # dynamo's signal to trace again: not a compile (yet)
-            _STATS["compiles"] -= 1
-            raise
+        if isinstance(exc, getattr(torch._dynamo.exc, "RestartAnalysis", ())):
+            raise  # dynamo's signal to trace again: not a failure
         # A precompiled header left broken in the shared cache by another process (seen with
         # several inductor processes at once) fails every C++ kernel; so could a compiler that
         # cannot build for the instruction set the CPU reports: retry once without both.
         with torch._inductor.config.patch(cpp_cache_precompile_headers=False):
-            return compile_fx(gm, example_inputs)
+            compiled = compile_fx(gm, example_inputs)
+    _STATS["compiles"] += 1
+    return compiled
 
 
 _SETTINGS = threading.local()  # how deep this thread is inside _static_floats()
@@ -310,6 +309,8 @@ def _is_scalar(value: Any) -> bool:
 
 
 def _call_with(fn: Callable, group: dict, *, params, grads, state, extra) -> Any:
+    """``fn(group, params, grads, [state], *extra)``: a compiled method with all but the group
+    bound (see :meth:`FastPath._call_with_group`)."""
     return fn(group, params, grads, [state], *extra)
 
 
@@ -326,6 +327,16 @@ def _floaty(value: Any) -> bool:
 
 class _FlatGroup:
     """One param group in flat buffers: params, grads and every per-parameter state tensor."""
+
+    # kept when the layout is rebuilt (new state, new parameters): the group's compile history
+    CARRIED = (
+        "compiled_ok",
+        "group_counters",
+        "tensor_keys",
+        "static_keys",
+        "hyper_seen",
+        "constant_changes",
+    )
 
     def __init__(self, params: list[Tensor], reuse: _FlatGroup | None) -> None:
         self.params = list(params)
@@ -409,12 +420,9 @@ class _FlatGroup:
                 layout.scalars[key] = values
         layout.keys = keys
         layout.fresh = not keys
-        if old is not None:
-            layout.compiled_ok = old.compiled_ok
-            layout.group_counters = old.group_counters
-            layout.tensor_keys, layout.static_keys = old.tensor_keys, old.static_keys
-            layout.hyper_seen = old.hyper_seen
-            layout.constant_changes = old.constant_changes
+        if old is not None:  # what the group's compiled steps learnt so far
+            for name in _FlatGroup.CARRIED:
+                setattr(layout, name, getattr(old, name))
         return layout
 
     def _adopt(self, key: str, flat: Tensor, views: list[Tensor], states: list[dict]) -> None:
@@ -759,9 +767,8 @@ class FastPath:
         fn = self._compiled_fn(method, layout)
         if fn is None:
             return False, None
-        ok, out, compiled_group, counters = self._call_with_group(
-            layout, group, lambda g: fn(g, params, grads, [flat_state], *extra)
-        )
+        call = partial(_call_with, fn, params=params, grads=grads, state=flat_state, extra=extra)
+        ok, out, compiled_group, counters = self._call_with_group(layout, group, call)
         if not ok:
             return False, None
         for key, kind in counters.items():
