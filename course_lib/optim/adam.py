@@ -2,18 +2,19 @@ r"""Adam and its family: AdamW, AMSGrad, RAdam, NAdam."""
 
 from __future__ import annotations
 
-from course_lib.optim import blocks as B
-from course_lib.optim._base import BlockOptimizer, check_betas, check_lr, check_non_negative
+from course_lib.optim import blocks
+from course_lib.optim.base import BlockOptimizer
+from course_lib.optim.validation import check_betas, check_hyperparameter
 
 __all__ = ["Adam", "AdamW", "NAdam", "RAdam"]
 
 
-def _decay(group, params, grads):
-    """L2 (gradient term) or decoupled weight decay, as ``decoupled_weight_decay`` says."""
-    if group["decoupled_weight_decay"]:
-        B.decay_weights(params, group["lr"], group["weight_decay"])
-        return grads
-    return B.add_l2(grads, params, group["weight_decay"])
+def _check_adam_arguments(lr, betas, eps, weight_decay) -> tuple:
+    check_hyperparameter("lr", lr)
+    check_hyperparameter("eps", eps)
+    betas = check_betas(betas)
+    check_hyperparameter("weight_decay", weight_decay)
+    return betas
 
 
 class Adam(BlockOptimizer):
@@ -23,25 +24,20 @@ class Adam(BlockOptimizer):
         g &\leftarrow \nabla L(w) + \lambda w \quad\text{(L2, only if weight\_decay > 0)}\\
         m &\leftarrow \beta_1 m + (1-\beta_1)\, g, \qquad
         v \leftarrow \beta_2 v + (1-\beta_2)\, g^2 \\
-        w &\leftarrow w - \eta\, \frac{m/(1-\beta_1^t)}{\sqrt{v/(1-\beta_2^t)} + \epsilon}
+        \hat m &= \frac{m}{1-\beta_1^t}, \qquad \hat v = \frac{v}{1-\beta_2^t} \\
+        w &\leftarrow w - \eta\, \frac{\hat m}{\sqrt{\hat v} + \epsilon}
 
     Defaults :math:`\eta=10^{-3}, \beta=(0.9, 0.999), \epsilon=10^{-8}` are the paper's. Same
     arguments and semantics as ``torch.optim.Adam``: ``weight_decay`` is L2 (use :class:`AdamW`
-    for decoupled decay), ε sits outside the square root. State: ``m``, ``v``, ``step``.
+    for decoupled decay), ε sits outside the square root. State: ``m``, ``v`` (torch: ``exp_avg``,
+    ``exp_avg_sq``), ``step``.
 
     **AMSGrad** (``amsgrad=True``, Reddi et al. 2018) divides by a running maximum of the second
-    moment so the per-coordinate rate never grows. ``amsgrad_convention`` (keyword-only) picks how:
-
-    * ``"raw"`` (default, = ``torch.optim.Adam(amsgrad=True)``): :math:`v^{\max} \leftarrow
-      \max(v^{\max}, v)`, step :math:`\hat m / (\sqrt{v^{\max}/(1-\beta_2^t)} + \epsilon)`;
-      extra state ``v_max``.
-    * ``"corrected"`` (= optax): :math:`\hat v^{\max} \leftarrow \max(\hat v^{\max},
-      v/(1-\beta_2^t))`, step :math:`\hat m / (\sqrt{\hat v^{\max}} + \epsilon)`; extra state
-      ``v_hat_max``.
-    * ``"memory_free"``: no extra buffer, :math:`v \leftarrow \max(v, \beta_2 v + (1-\beta_2)
-      g^2)` kept in ``v`` itself, then the usual bias-corrected step.
-
-    See :func:`~course_lib.optim.blocks.amsgrad_max` for when the first two agree.
+    moment so the per-coordinate rate never grows: only :math:`\hat v` changes, see
+    :func:`~course_lib.optim.blocks.amsgrad_v_hat`. ``amsgrad_convention`` (keyword-only) picks
+    one of its three conventions: ``"raw"`` (default, = ``torch.optim.Adam(amsgrad=True)``, extra
+    state ``v_max``), ``"corrected"`` (= optax, extra state ``v_hat_max``) or ``"memory_free"``
+    (no extra buffer).
     """
 
     def __init__(
@@ -57,18 +53,15 @@ class Adam(BlockOptimizer):
         decoupled_weight_decay: bool = False,
         amsgrad_convention: str = "raw",
     ) -> None:
-        check_lr(lr)
-        check_non_negative(eps, "epsilon value")
-        check_betas(betas)
-        check_non_negative(weight_decay, "weight_decay value")
-        if amsgrad_convention not in B.AMSGRAD_CONVENTIONS:
+        betas = _check_adam_arguments(lr, betas, eps, weight_decay)
+        if amsgrad_convention not in blocks.AMSGRAD_CONVENTIONS:
             raise ValueError(
                 f"Invalid amsgrad_convention: {amsgrad_convention!r} "
-                f"(expected one of {B.AMSGRAD_CONVENTIONS})"
+                f"(expected one of {blocks.AMSGRAD_CONVENTIONS})"
             )
         defaults = dict(
             lr=lr,
-            betas=tuple(betas),
+            betas=betas,
             eps=eps,
             weight_decay=weight_decay,
             amsgrad=amsgrad,
@@ -78,22 +71,21 @@ class Adam(BlockOptimizer):
         )
         super().__init__(params, defaults)
 
-    def tensor_hyperparameters(self, group):
-        return {"betas": (0,)}  # beta1 only enters lerp_ and 1 - beta1**t
-
     def update(self, group, params, grads, states):
         beta1, beta2 = group["betas"]
-        grads = _decay(group, params, grads)
-        ams = group["amsgrad_convention"] if group["amsgrad"] else None
-        t = B.count_step(states)
-        m = B.ema(states, "m", grads, beta1)
-        second_moment = B.ema_sq_max if ams == "memory_free" else B.ema_sq
-        v = second_moment(states, "v", grads, beta2)
-        c2 = B.bias_correction(beta2, t)
-        if ams in ("raw", "corrected"):
-            v, c2 = B.amsgrad_max(states, v, c2, ams)
-        m_hat = B.unbias(m, B.bias_correction(beta1, t))
-        B.apply_update(params, B.rms_scale(m_hat, v, group["eps"], corrections=c2), group["lr"])
+        if group["decoupled_weight_decay"]:
+            blocks.decay_weights(params, group["lr"], group["weight_decay"])  # AdamW
+        else:
+            grads = blocks.add_l2(grads, params, group["weight_decay"])  # L2 in the gradient
+        t = blocks.count_step(states)
+        m = blocks.ema(states, "m", grads, beta1)
+        m_hat = blocks.unbias(m, blocks.bias_correction(beta1, t))
+        if group["amsgrad"]:
+            v_hat = blocks.amsgrad_v_hat(states, grads, beta2, t, group["amsgrad_convention"])
+        else:
+            v = blocks.ema_sq(states, "v", grads, beta2)
+            v_hat = blocks.unbias(v, blocks.bias_correction(beta2, t))
+        blocks.apply_update(params, blocks.rms_scale(m_hat, v_hat, group["eps"]), group["lr"])
 
 
 class AdamW(Adam):
@@ -152,13 +144,10 @@ class RAdam(BlockOptimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_lr(lr)
-        check_non_negative(eps, "epsilon value")
-        check_betas(betas)
-        check_non_negative(weight_decay, "weight_decay value")
+        betas = _check_adam_arguments(lr, betas, eps, weight_decay)
         defaults = dict(
             lr=lr,
-            betas=tuple(betas),
+            betas=betas,
             eps=eps,
             weight_decay=weight_decay,
             decoupled_weight_decay=decoupled_weight_decay,
@@ -166,17 +155,18 @@ class RAdam(BlockOptimizer):
         )
         super().__init__(params, defaults)
 
-    def tensor_hyperparameters(self, group):
-        return {"betas": (0,)}  # beta1 only enters lerp_ and 1 - beta1**t
-
     def update(self, group, params, grads, states):
         beta1, beta2 = group["betas"]
-        grads = _decay(group, params, grads)
-        t = B.count_step(states)
-        m = B.ema(states, "m", grads, beta1)
-        v = B.ema_sq(states, "v", grads, beta2)
-        m_hat = B.unbias(m, B.bias_correction(beta1, t))
-        B.apply_update(params, B.radam_direction(m_hat, v, t, beta2, group["eps"]), group["lr"])
+        if group["decoupled_weight_decay"]:
+            blocks.decay_weights(params, group["lr"], group["weight_decay"])
+        else:
+            grads = blocks.add_l2(grads, params, group["weight_decay"])
+        t = blocks.count_step(states)
+        m = blocks.ema(states, "m", grads, beta1)
+        v = blocks.ema_sq(states, "v", grads, beta2)
+        m_hat = blocks.unbias(m, blocks.bias_correction(beta1, t))
+        d = blocks.radam_direction(m_hat, v, t, beta2, group["eps"])
+        blocks.apply_update(params, d, group["lr"])
 
 
 class NAdam(BlockOptimizer):
@@ -208,14 +198,11 @@ class NAdam(BlockOptimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_lr(lr)
-        check_non_negative(eps, "epsilon value")
-        check_betas(betas)
-        check_non_negative(weight_decay, "weight_decay value")
-        check_non_negative(momentum_decay, "momentum_decay value")
+        betas = _check_adam_arguments(lr, betas, eps, weight_decay)
+        check_hyperparameter("momentum_decay", momentum_decay)
         defaults = dict(
             lr=lr,
-            betas=tuple(betas),
+            betas=betas,
             eps=eps,
             weight_decay=weight_decay,
             momentum_decay=momentum_decay,
@@ -226,10 +213,13 @@ class NAdam(BlockOptimizer):
 
     def update(self, group, params, grads, states):
         beta1, beta2 = group["betas"]
-        grads = _decay(group, params, grads)
-        t = B.count_step(states)
-        m = B.ema(states, "m", grads, beta1)
-        v = B.ema_sq(states, "v", grads, beta2)
-        m_bar = B.nadam_momentum(states, grads, m, t, beta1, group["momentum_decay"])
-        d = B.rms_scale(m_bar, v, group["eps"], corrections=B.bias_correction(beta2, t))
-        B.apply_update(params, d, group["lr"])
+        if group["decoupled_weight_decay"]:
+            blocks.decay_weights(params, group["lr"], group["weight_decay"])
+        else:
+            grads = blocks.add_l2(grads, params, group["weight_decay"])
+        t = blocks.count_step(states)
+        m = blocks.ema(states, "m", grads, beta1)
+        v = blocks.ema_sq(states, "v", grads, beta2)
+        m_bar = blocks.nadam_momentum(states, grads, m, t, beta1, group["momentum_decay"])
+        v_hat = blocks.unbias(v, blocks.bias_correction(beta2, t))
+        blocks.apply_update(params, blocks.rms_scale(m_bar, v_hat, group["eps"]), group["lr"])

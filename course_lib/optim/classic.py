@@ -8,8 +8,9 @@ and RMSpropBC have none; they follow the papers and are documented below).
 
 from __future__ import annotations
 
-from course_lib.optim import blocks as B
-from course_lib.optim._base import BlockOptimizer, check_lr, check_non_negative
+from course_lib.optim import blocks
+from course_lib.optim.base import BlockOptimizer
+from course_lib.optim.validation import check_hyperparameter
 
 __all__ = ["SGD", "SGDW", "Adadelta", "Adagrad", "RMSprop", "RMSpropBC"]
 
@@ -47,17 +48,17 @@ class SGD(BlockOptimizer):
         momentum_form: str = "pytorch",
         decoupled_weight_decay: bool = False,
     ) -> None:
-        check_lr(lr)
-        check_non_negative(momentum, "momentum value")
-        check_non_negative(weight_decay, "weight_decay value")
+        check_hyperparameter("lr", lr)
+        if momentum_form == "ema":  # beta of an EMA: [0, 1)
+            check_hyperparameter("momentum", momentum, high=1.0, high_inclusive=False)
+        else:
+            check_hyperparameter("momentum", momentum)
+        check_hyperparameter("weight_decay", weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        if momentum_form not in B.MOMENTUM_FORMS:
-            raise ValueError(
-                f"Invalid momentum_form: {momentum_form!r} (expected one of {B.MOMENTUM_FORMS})"
-            )
-        if momentum_form == "ema" and not momentum < 1:
-            raise ValueError(f"Invalid momentum value: {momentum}")
+        if momentum_form not in blocks.MOMENTUM_FORMS:
+            forms = blocks.MOMENTUM_FORMS
+            raise ValueError(f"Invalid momentum_form: {momentum_form!r} (expected one of {forms})")
         if momentum_form == "ema" and dampening != 0:
             raise ValueError("The EMA momentum form has its own damping (1 - beta): dampening=0")
         defaults = dict(
@@ -72,20 +73,16 @@ class SGD(BlockOptimizer):
         )
         super().__init__(params, defaults)
 
-    def tensor_hyperparameters(self, group):
-        # Nesterov hands momentum to torch as ``alpha=``, which must be a Python number.
-        return {} if group["nesterov"] else {"momentum": None}
-
     def update(self, group, params, grads, states):
         lr, wd, mu = group["lr"], group["weight_decay"], group["momentum"]
         form = group["momentum_form"]
         if group["decoupled_weight_decay"]:
-            B.decay_weights(params, lr, wd)
+            blocks.decay_weights(params, lr, wd)  # SGDW: shrink the weights
         else:
-            grads = B.add_l2(grads, params, wd)
-        v = B.heavy_ball(states, grads, mu, group["dampening"], form=form)
-        d = B.nesterov(grads, v, mu, form=form) if group["nesterov"] else v
-        B.apply_update(params, d, lr)
+            grads = blocks.add_l2(grads, params, wd)  # SGD: L2 in the gradient
+        v = blocks.heavy_ball(states, grads, mu, group["dampening"], form=form)
+        d = blocks.nesterov(grads, v, mu, form=form) if group["nesterov"] else v
+        blocks.apply_update(params, d, lr)
 
 
 class SGDW(SGD):
@@ -134,8 +131,14 @@ class Adagrad(BlockOptimizer):
     with :math:`\delta` = ``lr_decay`` (a schedule, applied by
     :func:`~course_lib.optim.blocks.scale_by_lr` at each parameter's own step). Same arguments,
     defaults (:math:`\eta = 10^{-2}`, :math:`\epsilon = 10^{-10}`) and semantics as
-    ``torch.optim.Adagrad``. State: ``G``, ``step`` — created on a parameter's first gradient, like
-    every course optimizer (torch's Adagrad creates it in the constructor).
+    ``torch.optim.Adagrad``. State: ``G`` (torch: ``sum``), ``step``.
+
+    **One deliberate difference.** torch's Adagrad fills every accumulator in its constructor from
+    the constructor's ``initial_accumulator_value``, so a param group that sets its own value is
+    ignored. Here the accumulator is created on a parameter's first gradient (like every course
+    optimizer's state) from *its group's* value, so a per-group ``initial_accumulator_value`` is
+    honoured (``tests/test_optim_parity_torch.py`` pins both behaviours). With one value for all
+    groups the two are identical.
     """
 
     def __init__(
@@ -149,11 +152,11 @@ class Adagrad(BlockOptimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_lr(lr)
-        check_non_negative(lr_decay, "lr_decay value")
-        check_non_negative(weight_decay, "weight_decay value")
-        check_non_negative(initial_accumulator_value, "initial_accumulator_value value")
-        check_non_negative(eps, "epsilon value")
+        check_hyperparameter("lr", lr)
+        check_hyperparameter("lr_decay", lr_decay)
+        check_hyperparameter("weight_decay", weight_decay)
+        check_hyperparameter("initial_accumulator_value", initial_accumulator_value)
+        check_hyperparameter("eps", eps)
         defaults = dict(
             lr=lr,
             lr_decay=lr_decay,
@@ -166,12 +169,12 @@ class Adagrad(BlockOptimizer):
 
     def update(self, group, params, grads, states):
         lr, lr_decay = group["lr"], group["lr_decay"]
-        grads = B.add_l2(grads, params, group["weight_decay"])
-        t = B.count_step(states)
-        G = B.accumulate_sq(states, grads, "G", initial=group["initial_accumulator_value"])
-        d = B.rms_scale(grads, G, group["eps"])
-        d = B.scale_by_lr(d, lambda step: lr / (1 + (step - 1) * lr_decay), t)
-        B.apply_update(params, d, 1.0)  # the learning rate is already in d
+        grads = blocks.add_l2(grads, params, group["weight_decay"])
+        t = blocks.count_step(states)
+        G = blocks.accumulate_sq(states, "G", grads, initial=group["initial_accumulator_value"])
+        d = blocks.rms_scale(grads, G, group["eps"])
+        d = blocks.scale_by_lr(d, lambda step: lr / (1 + (step - 1) * lr_decay), t)
+        blocks.apply_update(params, d, 1.0)  # the learning rate is already in d
 
 
 class RMSprop(BlockOptimizer):
@@ -203,11 +206,11 @@ class RMSprop(BlockOptimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_lr(lr)
-        check_non_negative(eps, "epsilon value")
-        check_non_negative(momentum, "momentum value")
-        check_non_negative(weight_decay, "weight_decay value")
-        check_non_negative(alpha, "alpha value")
+        check_hyperparameter("lr", lr)
+        check_hyperparameter("eps", eps)
+        check_hyperparameter("momentum", momentum)
+        check_hyperparameter("weight_decay", weight_decay)
+        check_hyperparameter("alpha", alpha)
         defaults = dict(
             lr=lr,
             alpha=alpha,
@@ -221,14 +224,14 @@ class RMSprop(BlockOptimizer):
 
     def update(self, group, params, grads, states):
         alpha = group["alpha"]
-        grads = B.add_l2(grads, params, group["weight_decay"])
-        B.count_step(states)
-        v = B.ema_sq(states, "v", grads, alpha)
+        grads = blocks.add_l2(grads, params, group["weight_decay"])
+        blocks.count_step(states)
+        v = blocks.ema_sq(states, "v", grads, alpha)
         if group["centered"]:
-            v = B.centered_second_moment(states, grads, v, alpha)
-        d = B.rms_scale(grads, v, group["eps"])
-        d = B.heavy_ball(states, d, group["momentum"], key="b")
-        B.apply_update(params, d, group["lr"])
+            v = blocks.centered_second_moment(states, grads, v, alpha)
+        d = blocks.rms_scale(grads, v, group["eps"])
+        d = blocks.heavy_ball(states, d, group["momentum"], key="b")
+        blocks.apply_update(params, d, group["lr"])
 
 
 class RMSpropBC(BlockOptimizer):
@@ -257,21 +260,20 @@ class RMSpropBC(BlockOptimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_lr(lr)
-        check_non_negative(eps, "epsilon value")
-        check_non_negative(weight_decay, "weight_decay value")
-        if not 0.0 <= alpha < 1.0:
-            raise ValueError(f"Invalid alpha value: {alpha}")
+        check_hyperparameter("lr", lr)
+        check_hyperparameter("eps", eps)
+        check_hyperparameter("weight_decay", weight_decay)
+        check_hyperparameter("alpha", alpha, high=1.0, high_inclusive=False)
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults)
 
     def update(self, group, params, grads, states):
         alpha = group["alpha"]
-        grads = B.add_l2(grads, params, group["weight_decay"])
-        t = B.count_step(states)
-        v = B.ema_sq(states, "v", grads, alpha)
-        d = B.rms_scale(grads, v, group["eps"], corrections=B.bias_correction(alpha, t))
-        B.apply_update(params, d, group["lr"])
+        grads = blocks.add_l2(grads, params, group["weight_decay"])
+        t = blocks.count_step(states)
+        v = blocks.ema_sq(states, "v", grads, alpha)
+        v_hat = blocks.unbias(v, blocks.bias_correction(alpha, t))
+        blocks.apply_update(params, blocks.rms_scale(grads, v_hat, group["eps"]), group["lr"])
 
 
 class Adadelta(BlockOptimizer):
@@ -299,20 +301,19 @@ class Adadelta(BlockOptimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_lr(lr)
-        if not 0.0 <= rho <= 1.0:
-            raise ValueError(f"Invalid rho value: {rho}")
-        check_non_negative(eps, "epsilon value")
-        check_non_negative(weight_decay, "weight_decay value")
+        check_hyperparameter("lr", lr)
+        check_hyperparameter("rho", rho, high=1.0)
+        check_hyperparameter("eps", eps)
+        check_hyperparameter("weight_decay", weight_decay)
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults)
 
     def update(self, group, params, grads, states):
         rho = group["rho"]
-        grads = B.add_l2(grads, params, group["weight_decay"])
-        B.count_step(states)
-        v = B.ema_sq(states, "v", grads, rho)
-        u = B.lazy_state(states, "u", grads)
-        delta = B.adadelta_direction(grads, v, u, group["eps"])
-        B.ema_sq(states, "u", delta, rho)
-        B.apply_update(params, delta, group["lr"])
+        grads = blocks.add_l2(grads, params, group["weight_decay"])
+        blocks.count_step(states)
+        v = blocks.ema_sq(states, "v", grads, rho)
+        u = blocks.lazy_state(states, "u", grads)
+        delta = blocks.adadelta_direction(grads, v, u, group["eps"])
+        blocks.ema_sq(states, "u", delta, rho)
+        blocks.apply_update(params, delta, group["lr"])

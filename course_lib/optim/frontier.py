@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 import torch
 
-from course_lib.optim import blocks as B
-from course_lib.optim._base import BlockOptimizer, check_betas, check_lr, check_non_negative
+from course_lib.optim import blocks
+from course_lib.optim.base import BlockOptimizer
+from course_lib.optim.validation import check_betas, check_hyperparameter
 
 __all__ = ["AddSign", "Adai", "AdaiW", "Adan", "Lion", "PowerSign"]
 
@@ -43,20 +44,20 @@ class Lion(BlockOptimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_lr(lr)
-        check_betas(betas)
-        check_non_negative(weight_decay, "weight_decay value")
-        defaults = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, maximize=maximize)
+        check_hyperparameter("lr", lr)
+        betas = check_betas(betas)
+        check_hyperparameter("weight_decay", weight_decay)
+        defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults)
 
     def update(self, group, params, grads, states):
         beta1, beta2 = group["betas"]
         lr = group["lr"]
-        m = B.lazy_state(states, "m", grads)
-        B.decay_weights(params, lr, group["weight_decay"])  # weight decay
-        c = B.lion_interpolation(m, grads, beta1)  # update: sign of the interpolation
-        B.apply_update(params, B.sign(c), lr)
-        B.ema(states, "m", grads, beta2)  # then track the momentum with beta2
+        m = blocks.lazy_state(states, "m", grads)
+        blocks.decay_weights(params, lr, group["weight_decay"])  # weight decay
+        c = blocks.lion_interpolation(m, grads, beta1)  # update: sign of the interpolation
+        blocks.apply_update(params, blocks.sign(c), lr)
+        blocks.ema(states, "m", grads, beta2)  # then track the momentum with beta2
 
 
 def _adai_v_hat(group, states):
@@ -67,7 +68,7 @@ def _adai_v_hat(group, states):
     """
     t = [state["step"] for state in states]
     v = [state["v"] for state in states]
-    return B.unbias(v, B.bias_correction(group["betas"][1], t))
+    return blocks.unbias(v, blocks.bias_correction(group["betas"][1], t))
 
 
 class Adai(BlockOptimizer):
@@ -93,11 +94,14 @@ class Adai(BlockOptimizer):
     and the move. The base class's ``step()`` runs the three in this order, on the readable path
     and on the fast path alike.
 
-    Conventions, as the official code: the step counter :math:`t` is per parameter; the mean is not
+    Conventions, as the official code — and two deliberate differences from ``pytorch-optimizer``
+    (pinned by ``tests/test_optim_frontier.py``, which runs both references): the step counter
+    :math:`t` is per parameter (``pytorch-optimizer`` keeps one per group), and the mean is not
     clipped (``pytorch-optimizer`` clamps it below at ``eps``, which changes :math:`\beta_1` when
-    gradients are small — not followed here). Defaults :math:`\beta_0 = 0.1, \beta_2 = 0.99,
-    \epsilon = 10^{-3}` are the paper's; lr 1e-3 is ``pytorch-optimizer``'s (the official code has
-    no default). ``decoupled=True`` is :class:`AdaiW`.
+    gradients are small). Defaults :math:`\beta_0 = 0.1, \beta_2 = 0.99, \epsilon = 10^{-3}` are
+    the paper's; lr 1e-3 is ``pytorch-optimizer``'s (the official code has no default).
+    ``decoupled_weight_decay=True`` (the official code's ``decoupled=True``, accepted too) is
+    :class:`AdaiW`.
     """
 
     two_pass = True  # update() per group, combine() over all groups, finish() per group
@@ -109,50 +113,59 @@ class Adai(BlockOptimizer):
         betas: tuple[float, float] = (0.1, 0.99),
         eps: float = 1e-3,
         weight_decay: float = 0.0,
-        decoupled: bool = False,
+        decoupled_weight_decay: bool = False,
         *,
         maximize: bool = False,
+        decoupled: bool | None = None,
     ) -> None:
-        check_lr(lr)
-        check_non_negative(eps, "epsilon value")
-        check_non_negative(betas[0], "beta parameter at index 0")  # beta0 may exceed 1
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        check_non_negative(weight_decay, "weight_decay value")
+        check_hyperparameter("lr", lr)
+        check_hyperparameter("eps", eps)
+        betas = check_betas(betas, unbounded=(0,))  # beta0 may exceed 1
+        check_hyperparameter("weight_decay", weight_decay)
+        if decoupled is not None:  # the official code's name
+            if decoupled_weight_decay and not decoupled:
+                raise ValueError("decoupled=False contradicts decoupled_weight_decay=True")
+            decoupled_weight_decay = decoupled
         defaults = dict(
             lr=lr,
-            betas=tuple(betas),
+            betas=betas,
             eps=eps,
             weight_decay=weight_decay,
-            decoupled=decoupled,
+            decoupled_weight_decay=decoupled_weight_decay,
             maximize=maximize,
         )
         super().__init__(params, defaults)
 
+    def __setstate__(self, state):
+        for group in state.get("param_groups", []):  # saved before the flag was renamed
+            if "decoupled" in group:
+                group["decoupled_weight_decay"] = group.pop("decoupled")
+        super().__setstate__(state)
+
     def update(self, group, params, grads, states):
         r"""Pass 1 (per group): :math:`v`; returns this group's share of the mean of
         :math:`\hat v`."""
-        if not group["decoupled"]:
-            grads = B.add_l2(grads, params, group["weight_decay"])
-        B.count_step(states)
-        B.ema_sq(states, "v", grads, group["betas"][1])
-        return B.sum_and_count(_adai_v_hat(group, states))
+        if not group["decoupled_weight_decay"]:
+            grads = blocks.add_l2(grads, params, group["weight_decay"])
+        blocks.count_step(states)
+        blocks.ema_sq(states, "v", grads, group["betas"][1])
+        return blocks.sum_and_count(_adai_v_hat(group, states))
 
     def combine(self, shares):
         r"""Between the passes: :math:`\overline{\hat v}`, the mean over all groups."""
-        return B.global_mean(shares)
+        return blocks.global_mean(shares)
 
     def finish(self, group, params, grads, states, mean):
         """Pass 2 (per group): adaptive inertia, momentum and the move."""
         lr, wd = group["lr"], group["weight_decay"]
-        if group["decoupled"]:
-            B.decay_weights(params, lr, wd)
+        if group["decoupled_weight_decay"]:
+            blocks.decay_weights(params, lr, wd)
         else:
-            grads = B.add_l2(grads, params, wd)  # the g + λw of pass 1: w has not moved since
+            grads = blocks.add_l2(grads, params, wd)  # the g + λw of pass 1: w has not moved since
         v_hat = _adai_v_hat(group, states)
-        beta1 = B.adaptive_inertia(v_hat, mean, group["betas"][0], group["eps"])
-        m_hat = B.inertia_momentum(states, grads, beta1)
-        B.apply_update(params, m_hat, lr)
+        beta1 = blocks.adaptive_inertia(v_hat, mean, group["betas"][0], group["eps"])
+        m_hat = blocks.inertia_momentum(states, grads, beta1)
+        blocks.apply_update(params, m_hat, lr)
 
 
 class AdaiW(Adai):
@@ -174,7 +187,7 @@ class AdaiW(Adai):
         *,
         maximize: bool = False,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, decoupled=True, maximize=maximize)
+        super().__init__(params, lr, betas, eps, weight_decay, True, maximize=maximize)
 
 
 class Adan(BlockOptimizer):
@@ -209,13 +222,13 @@ class Adan(BlockOptimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_lr(lr)
-        check_non_negative(eps, "epsilon value")
-        check_betas(betas)
-        check_non_negative(weight_decay, "weight_decay value")
+        check_hyperparameter("lr", lr)
+        check_hyperparameter("eps", eps)
+        betas = check_betas(betas, count=3)
+        check_hyperparameter("weight_decay", weight_decay)
         defaults = dict(
             lr=lr,
-            betas=tuple(betas),
+            betas=betas,
             eps=eps,
             weight_decay=weight_decay,
             no_prox=no_prox,
@@ -223,36 +236,44 @@ class Adan(BlockOptimizer):
         )
         super().__init__(params, defaults)
 
-    flat_update = True  # its step() only advances the group counters: the fast path may run
-
     @torch.no_grad()
     def step(self, closure=None):
         """One Adan step. Every group's step :math:`k` advances first, as in the official code
         (on every call, whether or not the group has gradients); :meth:`update` only reads it."""
         for group in self.param_groups:
-            B.count_group_step(group)
+            blocks.count_group_step(group)
         return super().step(closure)
 
     def update(self, group, params, grads, states):
         beta1, beta2, beta3 = group["betas"]
         lr, wd = group["lr"], group["weight_decay"]
         k = group["step"]
-        d = B.grad_difference(states, grads)
-        m = B.ema(states, "m", grads, beta1)
-        v = B.ema(states, "v", d, beta2)
-        n = B.ema_sq(states, "n", B.adan_lookahead_grad(grads, d, beta2), beta3)
-        u = B.adan_direction(m, v, n, k, group["betas"], group["eps"])
+        d = blocks.grad_difference(states, grads)
+        m = blocks.ema(states, "m", grads, beta1)
+        v = blocks.ema(states, "v", d, beta2)
+        n = blocks.ema_sq(states, "n", blocks.adan_lookahead_grad(grads, d, beta2), beta3)
+        u = blocks.adan_direction(m, v, n, k, group["betas"], group["eps"])
         if group["no_prox"]:
-            B.decay_weights(params, lr, wd)
-            B.apply_update(params, u, lr)
+            blocks.decay_weights(params, lr, wd)
+            blocks.apply_update(params, u, lr)
         else:
-            B.apply_update(params, u, lr)
-            B.prox_weight_decay(params, lr, wd)
+            blocks.apply_update(params, u, lr)
+            blocks.prox_weight_decay(params, lr, wd)
 
 
-def _check_beta(beta: float) -> None:
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"Invalid beta parameter: {beta}")
+def _check_sign_arguments(lr, beta, sign_decay, decay_steps) -> None:
+    check_hyperparameter("lr", lr)
+    check_hyperparameter("beta", beta, high=1.0, high_inclusive=False)
+    if sign_decay in blocks.SIGN_DECAYS:
+        if isinstance(decay_steps, bool) or not isinstance(decay_steps, int) or decay_steps < 1:
+            raise ValueError(
+                f"sign_decay={sign_decay!r} needs decay_steps, a positive int (got {decay_steps!r})"
+            )
+    elif sign_decay is not None and not callable(sign_decay):
+        raise ValueError(
+            f"Invalid sign_decay: {sign_decay!r} (expected None, one of {blocks.SIGN_DECAYS} "
+            "or a function of the step)"
+        )
 
 
 class PowerSign(BlockOptimizer):
@@ -263,13 +284,15 @@ class PowerSign(BlockOptimizer):
         w &\leftarrow w - \eta\, \alpha^{f(t)\,\operatorname{sign}(g)\,\operatorname{sign}(m)}\, g
 
     Steps are scaled up by :math:`\alpha` where the gradient agrees with its running average and
-    down where it does not. ``sign_decay`` is :math:`f`, a pure function of the number of
-    completed steps (``None``: :math:`f \equiv 1`), e.g.
-    ``functools.partial(blocks.linear_sign_decay, decay_steps=T)`` (a partial of a module-level
-    function, unlike a lambda, keeps ``torch.save(opt.state_dict())`` picklable: the function is
-    stored with the group's hyperparameters). Defaults follow the paper
+    down where it does not. :math:`f` is the sign decay, a pure function of the number of
+    completed steps: ``sign_decay=None`` (:math:`f \equiv 1`), ``"linear"`` or ``"cosine"`` over
+    ``decay_steps`` (``num_periods`` for the cosine; see
+    :func:`~course_lib.optim.blocks.sign_decay_values`), or any function ``t -> f``. The named
+    decays are plain data in the param group, so ``torch.load(..., weights_only=True)`` can read
+    the saved state; a function cannot be stored that way. Defaults follow the paper
     (:math:`\alpha = e`, :math:`\beta = 0.9`) and TensorFlow's reference implementation
     (``tf.contrib.opt.PowerSignOptimizer``: lr 0.1; :math:`m` is updated before its sign is taken).
+    State: ``m``, ``step``.
     """
 
     def __init__(
@@ -278,23 +301,34 @@ class PowerSign(BlockOptimizer):
         lr: float = 0.1,
         beta: float = 0.9,
         base: float = math.e,
-        sign_decay: Callable[[int], float] | None = None,
+        sign_decay: str | Callable[[int], float] | None = None,
         *,
+        decay_steps: int | None = None,
+        num_periods: float = 0.5,
         maximize: bool = False,
     ) -> None:
-        check_lr(lr)
-        _check_beta(beta)
-        if not base > 0:
-            raise ValueError(f"Invalid base value: {base}")
-        defaults = dict(lr=lr, beta=beta, base=base, sign_decay=sign_decay, maximize=maximize)
+        _check_sign_arguments(lr, beta, sign_decay, decay_steps)
+        check_hyperparameter("base", base, low_inclusive=False)
+        defaults = dict(
+            lr=lr,
+            beta=beta,
+            base=base,
+            sign_decay=sign_decay,
+            decay_steps=decay_steps,
+            num_periods=num_periods,
+            maximize=maximize,
+        )
         super().__init__(params, defaults)
 
     def update(self, group, params, grads, states):
-        t = B.count_step(states)
-        m = B.ema(states, "m", grads, group["beta"])
-        agreement = B.sign_agreement(grads, m)
-        f = B.sign_decay_values(group["sign_decay"], t)
-        B.apply_update(params, B.power_sign_scale(grads, agreement, group["base"], f), group["lr"])
+        t = blocks.count_step(states)
+        m = blocks.ema(states, "m", grads, group["beta"])
+        agreement = blocks.sign_agreement(grads, m)
+        f = blocks.sign_decay_values(
+            group["sign_decay"], t, group["decay_steps"], group["num_periods"]
+        )
+        d = blocks.power_sign_scale(grads, agreement, group["base"], f)
+        blocks.apply_update(params, d, group["lr"])
 
 
 class AddSign(BlockOptimizer):
@@ -306,9 +340,9 @@ class AddSign(BlockOptimizer):
             \operatorname{sign}(m)\big)\, g
 
     With :math:`\alpha = 1` a coordinate moves twice as far when gradient and momentum agree and
-    not at all when they disagree. ``sign_decay`` as in :class:`PowerSign`. Defaults follow the
-    paper (:math:`\alpha = 1`, :math:`\beta = 0.9`) and ``tf.contrib.opt.AddSignOptimizer``
-    (lr 0.1).
+    not at all when they disagree. The sign decay :math:`f` as in :class:`PowerSign`. Defaults
+    follow the paper (:math:`\alpha = 1`, :math:`\beta = 0.9`) and
+    ``tf.contrib.opt.AddSignOptimizer`` (lr 0.1). State: ``m``, ``step``.
     """
 
     def __init__(
@@ -317,19 +351,31 @@ class AddSign(BlockOptimizer):
         lr: float = 0.1,
         beta: float = 0.9,
         alpha: float = 1.0,
-        sign_decay: Callable[[int], float] | None = None,
+        sign_decay: str | Callable[[int], float] | None = None,
         *,
+        decay_steps: int | None = None,
+        num_periods: float = 0.5,
         maximize: bool = False,
     ) -> None:
-        check_lr(lr)
-        _check_beta(beta)
-        check_non_negative(alpha, "alpha value")
-        defaults = dict(lr=lr, beta=beta, alpha=alpha, sign_decay=sign_decay, maximize=maximize)
+        _check_sign_arguments(lr, beta, sign_decay, decay_steps)
+        check_hyperparameter("alpha", alpha)
+        defaults = dict(
+            lr=lr,
+            beta=beta,
+            alpha=alpha,
+            sign_decay=sign_decay,
+            decay_steps=decay_steps,
+            num_periods=num_periods,
+            maximize=maximize,
+        )
         super().__init__(params, defaults)
 
     def update(self, group, params, grads, states):
-        t = B.count_step(states)
-        m = B.ema(states, "m", grads, group["beta"])
-        agreement = B.sign_agreement(grads, m)
-        f = B.sign_decay_values(group["sign_decay"], t)
-        B.apply_update(params, B.add_sign_scale(grads, agreement, group["alpha"], f), group["lr"])
+        t = blocks.count_step(states)
+        m = blocks.ema(states, "m", grads, group["beta"])
+        agreement = blocks.sign_agreement(grads, m)
+        f = blocks.sign_decay_values(
+            group["sign_decay"], t, group["decay_steps"], group["num_periods"]
+        )
+        d = blocks.add_sign_scale(grads, agreement, group["alpha"], f)
+        blocks.apply_update(params, d, group["lr"])

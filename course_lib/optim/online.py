@@ -16,15 +16,15 @@ it counts the gradients *this* parameter has received, so a parameter skipped on
 
 from __future__ import annotations
 
-from course_lib.optim import blocks as B
-from course_lib.optim._base import BlockOptimizer, check_lr, check_non_negative
+from course_lib.optim import blocks
+from course_lib.optim.base import BlockOptimizer
+from course_lib.optim.validation import check_hyperparameter
 
 __all__ = ["OnlineRMSprop", "SCAdagrad", "SCRMSprop"]
 
 
 def _check_gamma(gamma: float) -> None:
-    if not 0.0 < gamma <= 1.0:
-        raise ValueError(f"Invalid gamma value: {gamma}")
+    check_hyperparameter("gamma", gamma, high=1.0, low_inclusive=False)
 
 
 class OnlineRMSprop(BlockOptimizer):
@@ -52,20 +52,21 @@ class OnlineRMSprop(BlockOptimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_lr(lr)
+        check_hyperparameter("lr", lr)
         _check_gamma(gamma)
-        check_non_negative(delta, "delta value")
-        check_non_negative(weight_decay, "weight_decay value")
+        check_hyperparameter("delta", delta)
+        check_hyperparameter("weight_decay", weight_decay)
         defaults = dict(
             lr=lr, gamma=gamma, delta=delta, weight_decay=weight_decay, maximize=maximize
         )
         super().__init__(params, defaults)
 
     def update(self, group, params, grads, states):
-        grads = B.add_l2(grads, params, group["weight_decay"])
-        t = B.count_step(states)
-        v = B.online_ema_sq(states, grads, group["gamma"], t)
-        B.apply_update(params, B.online_rms_direction(grads, v, t, group["delta"]), group["lr"])
+        grads = blocks.add_l2(grads, params, group["weight_decay"])
+        t = blocks.count_step(states)
+        v = blocks.online_ema_sq(states, grads, group["gamma"], t)
+        d = blocks.online_rms_direction(grads, v, t, group["delta"])
+        blocks.apply_update(params, d, group["lr"])
 
 
 class SCAdagrad(BlockOptimizer):
@@ -91,19 +92,19 @@ class SCAdagrad(BlockOptimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_lr(lr)
-        check_non_negative(xi1, "xi1 value")
-        if not xi2 > 0.0:
-            raise ValueError(f"Invalid xi2 value: {xi2}")
-        check_non_negative(weight_decay, "weight_decay value")
+        check_hyperparameter("lr", lr)
+        check_hyperparameter("xi1", xi1)
+        check_hyperparameter("xi2", xi2, low_inclusive=False)
+        check_hyperparameter("weight_decay", weight_decay)
         defaults = dict(lr=lr, xi1=xi1, xi2=xi2, weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults)
 
     def update(self, group, params, grads, states):
-        grads = B.add_l2(grads, params, group["weight_decay"])
-        B.count_step(states)
-        v = B.running_sum_sq(states, grads)
-        B.apply_update(params, B.sc_direction(grads, v, group["xi1"], group["xi2"]), group["lr"])
+        grads = blocks.add_l2(grads, params, group["weight_decay"])
+        blocks.count_step(states)
+        v = blocks.accumulate_sq(states, "v", grads)
+        d = blocks.sc_direction(grads, v, group["xi1"], group["xi2"])
+        blocks.apply_update(params, d, group["lr"])
 
 
 class SCRMSprop(BlockOptimizer):
@@ -131,20 +132,20 @@ class SCRMSprop(BlockOptimizer):
         *,
         maximize: bool = False,
     ) -> None:
-        check_lr(lr)
+        check_hyperparameter("lr", lr)
         _check_gamma(gamma)
-        check_non_negative(xi1, "xi1 value")
-        if not xi2 > 0.0:
-            raise ValueError(f"Invalid xi2 value: {xi2}")
-        check_non_negative(weight_decay, "weight_decay value")
+        check_hyperparameter("xi1", xi1)
+        check_hyperparameter("xi2", xi2, low_inclusive=False)
+        check_hyperparameter("weight_decay", weight_decay)
         defaults = dict(
             lr=lr, gamma=gamma, xi1=xi1, xi2=xi2, weight_decay=weight_decay, maximize=maximize
         )
         super().__init__(params, defaults)
 
     def update(self, group, params, grads, states):
-        grads = B.add_l2(grads, params, group["weight_decay"])
-        t = B.count_step(states)
-        v = B.online_ema_sq(states, grads, group["gamma"], t)
+        grads = blocks.add_l2(grads, params, group["weight_decay"])
+        t = blocks.count_step(states)
+        v = blocks.online_ema_sq(states, grads, group["gamma"], t)
         s = [v_i * t_i for v_i, t_i in zip(v, t)]  # t * v_t: the (weighted) sum of squares
-        B.apply_update(params, B.sc_direction(grads, s, group["xi1"], group["xi2"]), group["lr"])
+        d = blocks.sc_direction(grads, s, group["xi1"], group["xi2"])
+        blocks.apply_update(params, d, group["lr"])

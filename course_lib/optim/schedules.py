@@ -66,6 +66,8 @@ import torch
 from torch import Tensor
 from torch.optim.lr_scheduler import LRScheduler
 
+from course_lib.optim.validation import check_hyperparameter
+
 __all__ = [
     "Constant",
     "CosineAnnealing",
@@ -100,8 +102,9 @@ def _is_real(x: Any) -> bool:
 
 
 def _check_lr(lr: Any, name: str = "learning rate") -> None:
-    if not (_is_real(lr) and lr >= 0.0):
+    if not _is_real(lr):
         raise ValueError(f"Invalid {name}: {lr}")
+    check_hyperparameter(name, lr, label=name)
 
 
 def _check_positive_int(x: Any, name: str) -> None:
@@ -110,8 +113,9 @@ def _check_positive_int(x: Any, name: str) -> None:
 
 
 def _check_positive(x: Any, name: str) -> None:
-    if not (_is_real(x) and x > 0.0):
+    if not _is_real(x):
         raise ValueError(f"Invalid {name}: {x} (must be > 0)")
+    check_hyperparameter(name, x, low_inclusive=False, label=name)
 
 
 def _check_step(step: Any) -> int:

@@ -17,9 +17,7 @@ __all__ = [
     "apply_update",
     "count_step",
     "decay_weights",
-    "is_zero",
     "lazy_state",
-    "lr_at",
     "scale_by_lr",
 ]
 
@@ -51,14 +49,6 @@ def count_step(states: list[dict[str, Any]]) -> list[int]:
     return [state["step"] for state in states]
 
 
-def is_zero(x: Any) -> bool:
-    """``x == 0`` for a Python number, the test that lets a block skip work it need not do. A 0-d
-    tensor never counts as zero: it is how a compiled step passes a hyperparameter a scheduler
-    keeps changing (:mod:`course_lib.optim._fast`), and the block's work is then correct for any
-    value, zero included."""
-    return not isinstance(x, Tensor) and x == 0
-
-
 def add_l2(grads: list[Tensor], params: list[Tensor], weight_decay: float) -> list[Tensor]:
     r"""L2 regularisation as a gradient term: :math:`g \leftarrow g + \lambda w`.
 
@@ -67,7 +57,7 @@ def add_l2(grads: list[Tensor], params: list[Tensor], weight_decay: float) -> li
     term is divided by :math:`\sqrt{v}` like the rest of the gradient (chapter 05). Returns new
     tensors; the input gradients are left untouched.
     """
-    if is_zero(weight_decay):
+    if weight_decay == 0:
         return grads
     return [g.add(p, alpha=weight_decay) for g, p in zip(grads, params)]
 
@@ -79,39 +69,26 @@ def decay_weights(params: list[Tensor], lr: float, weight_decay: float) -> None:
     is the same whatever its gradient history. The decay is multiplied by the learning rate, as in
     ``torch.optim.AdamW`` and ``lion-pytorch``.
     """
-    if is_zero(weight_decay):
+    if weight_decay == 0:
         return
     for p in params:
         p.mul_(1 - lr * weight_decay)
 
 
 def apply_update(params: list[Tensor], updates: list[Tensor], lr: float) -> None:
-    r"""The move itself: :math:`w \leftarrow w - \eta\, u`.
-
-    ``lr`` may be a number or a 0-d tensor (the compiled fast path passes one, so that a scheduler
-    changing it does not trigger a recompilation).
-    """
+    r"""The move itself: :math:`w \leftarrow w - \eta\, u`."""
     for p, u in zip(params, updates):
         p.sub_(lr * u)
 
 
-def lr_at(lr: float | Callable[[int], float], step: int) -> float:
-    r"""The learning rate :math:`\eta_t` at ``step``: a constant, or a schedule evaluated there.
-
-    ``lr`` is either a number or a *pure* schedule ``step -> lr`` (any callable ``int -> float``,
-    e.g. from :mod:`course_lib.optim.schedules`): the same step always gives the same rate, so a
-    schedule called out of order cannot go wrong (d2l's stateful schedulers can).
-    """
-    return float(lr(step)) if callable(lr) else lr
-
-
 def scale_by_lr(
-    updates: list[Tensor], lr: float | Callable[[int], float], steps: list[int]
+    updates: list[Tensor], lr_of_step: Callable[[int], float], steps: list[int]
 ) -> list[Tensor]:
-    r"""Multiply each update by its learning rate: :math:`u \leftarrow \eta_t\, u`.
+    r"""Multiply each update by the learning rate of its own step: :math:`u \leftarrow \eta_t\, u`.
 
-    ``lr`` is a constant or a schedule (see :func:`lr_at`), evaluated at each parameter's own step
-    :math:`t` — which is how AdaGrad's ``lr_decay`` works (:math:`\eta_t = \eta/(1+(t-1)\delta)`).
-    Returns new tensors; follow with ``apply_update(params, updates, 1.0)``.
+    ``lr_of_step`` is a pure function ``t -> lr`` (a schedule, e.g. from
+    :mod:`course_lib.optim.schedules`), evaluated at each parameter's own step :math:`t` — which
+    is how AdaGrad's ``lr_decay`` works (:math:`\eta_t = \eta/(1+(t-1)\delta)`). Returns new
+    tensors; follow with ``apply_update(params, updates, 1.0)``.
     """
-    return [u * lr_at(lr, t) for u, t in zip(updates, steps)]
+    return [u * lr_of_step(t) for u, t in zip(updates, steps)]

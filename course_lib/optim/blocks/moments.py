@@ -8,7 +8,7 @@ from torch import Tensor
 
 from course_lib.optim.blocks.core import lazy_state
 
-__all__ = ["adam_direction", "bias_correction", "ema", "ema_sq", "unbias"]
+__all__ = ["bias_correction", "ema", "ema_sq", "unbias"]
 
 
 def ema(states: list[dict[str, Any]], key: str, x: list[Tensor], beta: float) -> list[Tensor]:
@@ -44,25 +44,3 @@ def unbias(x: list[Tensor], corrections: list[float]) -> list[Tensor]:
     :func:`bias_correction`. Returns new tensors (the state keeps the raw, biased EMA).
     """
     return [x_i / c for x_i, c in zip(x, corrections)]
-
-
-def adam_direction(
-    m: list[Tensor],
-    v: list[Tensor],
-    steps: list[int],
-    beta1: float,
-    beta2: float,
-    eps: float,
-) -> list[Tensor]:
-    r"""Adam's direction :math:`\hat m / (\sqrt{\hat v} + \epsilon)` with bias-corrected moments.
-
-    :math:`\hat m = m / (1-\beta_1^t)`, :math:`\hat v = v / (1-\beta_2^t)`; :math:`\epsilon` is
-    added *outside* the square root, as in the paper and ``torch.optim.Adam``.
-    """
-    out = []
-    for m_i, v_i, c1, c2 in zip(
-        m, v, bias_correction(beta1, steps), bias_correction(beta2, steps)
-    ):
-        denom = (v_i.sqrt() / c2**0.5).add_(eps)
-        out.append((m_i / c1).div_(denom))
-    return out

@@ -16,7 +16,6 @@ from typing import Any
 
 from torch import Tensor
 
-from course_lib.optim.blocks.core import is_zero
 from course_lib.optim.blocks.moments import ema
 
 __all__ = ["MOMENTUM_FORMS", "heavy_ball", "nadam_momentum", "nesterov"]
@@ -46,7 +45,7 @@ def heavy_ball(
     """
     if form not in MOMENTUM_FORMS:
         raise ValueError(f"Invalid momentum form: {form!r} (expected one of {MOMENTUM_FORMS})")
-    if is_zero(momentum):
+    if momentum == 0:
         return grads
     if form == "ema":
         if dampening != 0:
