@@ -1,9 +1,9 @@
 """The ``torch.optim.Optimizer`` contract, for every optimizer that ``course_lib.optim`` exports.
 
-Modelled on PyTorch's own optimizer test suite (``test/test_optim.py``): the optimizers are found
-automatically (every public :class:`~course_lib.optim.BlockOptimizer` subclass of
-``course_lib.optim``), so a newly added optimizer is covered as soon as it is exported. Optimizers
-that need arguments, or have options worth covering, get entries in ``KWARGS`` / ``EXTRA``.
+Modelled on PyTorch's own optimizer test suite (``test/test_optim.py``): every configuration of the
+registry (``tests/optimizers.py``) goes through every test, and a test fails when an exported
+optimizer (every public :class:`~course_lib.optim.BlockOptimizer` subclass of ``course_lib.optim``)
+has no configuration there.
 """
 
 from __future__ import annotations
@@ -17,61 +17,26 @@ import pytest
 import torch
 
 import course_lib.optim as O
+from tests.optimizers import CONFIGS as REGISTRY
+from tests.optimizers import exported_optimizers
 
 torch_optim = torch.optim
 
 
-def discover() -> dict[str, type]:
-    """Every public BlockOptimizer subclass exported by ``course_lib.optim``."""
-    found = {}
-    for name in sorted(set(dir(O)) | set(O.__all__)):
-        obj = getattr(O, name, None)
-        if (
-            not name.startswith("_")
-            and isinstance(obj, type)
-            and issubclass(obj, O.BlockOptimizer)
-            and obj is not O.BlockOptimizer
-        ):
-            found[name] = obj
-    return found
-
-
-OPTIMIZERS = discover()
-
-# Constructor arguments for the tests, per class name (absent: the class defaults).
-KWARGS: dict[str, dict] = {
-    "SGD": {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.01},
-    "SGDW": {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.01},
-}
-
-# Further configurations worth the whole contract (options with their own code paths).
-EXTRA: list[tuple[str, dict]] = [
-    ("SGD", {"lr": 0.01}),
-    ("SGD", {"lr": 0.01, "momentum": 0.9, "nesterov": True}),
-    ("SGD", {"lr": 0.01, "momentum": 0.9, "dampening": 0.3}),
-    ("SGD", {"lr": 0.01, "momentum": 0.9, "momentum_form": "ema", "nesterov": True}),
-    ("Adagrad", {"lr_decay": 0.1, "initial_accumulator_value": 0.1, "weight_decay": 0.01}),
-    ("RMSprop", {"centered": True, "momentum": 0.9, "weight_decay": 0.01}),
-    ("Adam", {"amsgrad": True}),
-    ("Adam", {"amsgrad": True, "amsgrad_convention": "corrected"}),
-    ("Adam", {"amsgrad": True, "amsgrad_convention": "memory_free"}),
-    ("AdamW", {"amsgrad": True}),
-    ("RAdam", {"decoupled_weight_decay": True, "weight_decay": 0.01}),
-    ("NAdam", {"decoupled_weight_decay": True, "weight_decay": 0.01}),
-]
-
-CONFIGS = [pytest.param(cls, KWARGS.get(name, {}), id=name) for name, cls in OPTIMIZERS.items()]
-CONFIGS += [
-    pytest.param(OPTIMIZERS[name], kw, id=f"{name}-" + "-".join(f"{k}={v}" for k, v in kw.items()))
-    for name, kw in EXTRA
-    if name in OPTIMIZERS
-]
+OPTIMIZERS = exported_optimizers()
+# Each registered configuration, with its first group's hyperparameters as the defaults.
+CONFIGS = [pytest.param(c.cls, {**c.kwargs, **c.groups[0]}, id=c.id) for c in REGISTRY]
 
 
 def test_discovery_finds_the_course_optimizers():
     expected = {"SGD", "SGDW", "Adagrad", "RMSprop", "RMSpropBC", "Adadelta"}
     expected |= {"Adam", "AdamW", "RAdam", "NAdam"}
     assert expected <= set(OPTIMIZERS)
+
+
+def test_every_exported_optimizer_is_registered():
+    missing = sorted(n for n, cls in OPTIMIZERS.items() if cls not in {c.cls for c in REGISTRY})
+    assert not missing, f"no configuration in tests/optimizers.py for {missing}"
 
 
 def test_every_optimizer_is_in_all():
@@ -148,6 +113,42 @@ def test_loss_decreases(cls, kwargs, maximize):
         _step(opt, params, lambda p: sign * loss_fn(p))
     end = loss_fn(params).item()
     assert end < start, f"{cls.__name__}: loss {start:.4f} -> {end:.4f}"
+
+
+@pytest.mark.parametrize("cls, kwargs", CONFIGS)
+def test_maximize_on_the_negated_loss_is_minimize(cls, kwargs):
+    """``maximize=True`` on ``-L`` follows ``maximize=False`` on ``L`` step for step."""
+    params, loss_fn = _problem()
+    params2 = _clone(params)
+    opt_max = cls(_groups(params), **kwargs, maximize=True)
+    opt_min = cls(_groups(params2), **kwargs)
+    for _ in range(6):
+        _step(opt_max, params, lambda p: -loss_fn(p))
+        _step(opt_min, params2, loss_fn)
+    for a, b in zip(params, params2):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("cls, kwargs", CONFIGS)
+def test_complex_parameter_steps_as_its_real_view(cls, kwargs):
+    """A complex parameter is updated with real and imaginary parts as independent coordinates,
+    as ``torch.optim`` does: exactly like a real parameter holding ``view_as_real`` of it."""
+    g = torch.Generator().manual_seed(7)
+    z = torch.randn(3, 4, dtype=torch.complex128, generator=g).requires_grad_()
+    r = torch.view_as_real(z.detach()).clone().requires_grad_()
+    opt_z, opt_r = cls([z], **kwargs), cls([r], **kwargs)
+    for _ in range(4):
+        grad = torch.randn(3, 4, dtype=torch.complex128, generator=g)
+        z.grad, r.grad = grad, torch.view_as_real(grad).clone()
+        opt_z.step()
+        opt_r.step()
+    torch.testing.assert_close(torch.view_as_real(z.detach()), r.detach(), rtol=0, atol=0)
+    for key, value in opt_r.state[r].items():
+        other = opt_z.state[z][key]
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, other), key
+        else:
+            assert value == other, key
 
 
 @pytest.mark.parametrize("cls, kwargs", CONFIGS)
@@ -340,6 +341,19 @@ def test_state_bytes_is_reported(cls, kwargs):
 
 
 # --- invalid hyperparameters: torch's messages ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cls", [c for c in OPTIMIZERS.values() if "betas" in inspect.signature(c).parameters]
+)
+@pytest.mark.parametrize("extra", [1, -1], ids=["one-more", "one-less"])
+def test_betas_of_the_wrong_length_raise_at_construction(cls, extra):
+    """Regression: three betas for Adam were accepted and failed at the first step."""
+    params, _ = _problem()
+    betas = cls(params).defaults["betas"]
+    wrong = (betas + (0.5,)) if extra > 0 else betas[:-1]
+    with pytest.raises(ValueError, match=re.escape(f"expected {len(betas)} values")):
+        cls(params, betas=wrong)
 
 
 @pytest.mark.parametrize("cls", list(OPTIMIZERS.values()), ids=list(OPTIMIZERS))

@@ -102,7 +102,7 @@ class _Deferred:
         return self.engine
 
     def step_group(self, group, params):
-        if not CONFIG["enabled"]:
+        if not (CONFIG["enabled"] and group.get("fast", True)):
             return None
         return self._resolve().step_group(group, params)
 

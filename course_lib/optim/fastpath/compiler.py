@@ -56,20 +56,17 @@ def _floaty(value: Any) -> bool:
     return isinstance(value, float)
 
 
-class Compiler:
-    """The compiled methods of one optimizer and the calls into them."""
+_BACKENDS: dict[int, tuple[Internals, Callable]] = {}
 
-    def __init__(self, optimizer: Any, internals: Internals, tensor_hyperparameters: dict):
-        self.optimizer = optimizer
-        self.torch = internals
-        self.allowed = tensor_hyperparameters
-        self.compiled: dict[str, Callable] = {}  # "update" / "finish" -> the compiled method
-        self._depth = threading.local()
 
-    # --- the backend ---
+def backend_for(internals: Internals) -> Callable:
+    """The compiler backend, one function per set of internals: dynamo caches graphs per backend
+    object, so every optimizer must hand it the same one (a new one recompiles everything)."""
+    known = _BACKENDS.get(id(internals))
+    if known is not None and known[0] is internals:
+        return known[1]
 
-    def backend(self, gm: torch.fx.GraphModule, example_inputs):
-        internals = self.torch
+    def backend(gm: torch.fx.GraphModule, example_inputs):
         try:
             with internals.trusted_isa():
                 compiled = internals.compile_fx(gm, example_inputs)
@@ -80,6 +77,21 @@ class Compiler:
                 compiled = internals.compile_fx(gm, example_inputs)
         STATS["compiles"] += 1
         return compiled
+
+    _BACKENDS[id(internals)] = (internals, backend)
+    return backend
+
+
+class Compiler:
+    """The compiled methods of one optimizer and the calls into them."""
+
+    def __init__(self, optimizer: Any, internals: Internals, tensor_hyperparameters: dict):
+        self.optimizer = optimizer
+        self.torch = internals
+        self.backend = backend_for(internals)
+        self.allowed = tensor_hyperparameters
+        self.compiled: dict[str, Callable] = {}  # "update" / "finish" -> the compiled method
+        self._depth = threading.local()
 
     @contextlib.contextmanager
     def settings(self):
