@@ -24,7 +24,7 @@ The signatures you implement (all tensors float64, same shape; hyperparameters a
 
 Find-the-bug exercises fix a ``torch.optim.Optimizer`` subclass instead; ``check_sgd_class(cls)``
 and ``check_momentum_class(cls)`` run it for 10 steps on random quadratics and compare the whole
-trajectory with ``torch.optim.SGD``.
+trajectory with ``torch.optim.SGD``, ``check_adam_class(cls)`` with ``torch.optim.Adam``.
 
 The update rules, exactly as the course (and PyTorch) defines them:
 
