@@ -14,6 +14,7 @@ Submodules (imported on demand, so ``import course_lib`` stays fast):
 - ``course_lib.lessons``    measurement helpers of chapters 00-02 (thresholds, barriers, noise)
 - ``course_lib.adaptive_lessons`` experiment helpers of chapters 03-04 (effective lrs, EMA bias)
 - ``course_lib.checks``     self-checks that exercise cells call
+- ``course_lib.exercises``  each exercise defined once: reference, classic mistakes, cases
 - ``course_lib.grading``    the instructor's bulk grader
 """
 

@@ -15,8 +15,6 @@ measured by a notebook cell; the reusable parts of those measurements live here:
   regression on :func:`course_lib.data.make_sparse_logistic` data with its exact optimum (Newton's
   method), and a fixed-budget mini-batch objective for :func:`course_lib.compare.compare_optimizers`
   that returns the suboptimality :math:`f(w_T) - f^\star`.
-- :func:`check_adam_class`: the self-check of the "fix the buggy Adam" exercise (compares a class
-  with ``torch.optim.Adam`` on small quadratics and names the classic mistake it matches).
 - :func:`source_excerpt`: a function's code without its docstring, to print next to the math.
 
 Everything is float64, seeded and deterministic.
@@ -34,15 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from course_lib import checks
 from course_lib.data import make_sparse_logistic
 from course_lib.train import make_optimizer
 
 __all__ = [
     "EMASimulation",
-    "adam_mistake_trajectories",
     "SparseLogistic",
-    "check_adam_class",
     "effective_lrs",
     "source_excerpt",
     "simulate_ema",
@@ -362,96 +357,3 @@ def sparse_logistic_objective(
 
     objective.problems = cache  # type: ignore[attr-defined]
     return objective
-
-
-# --------------------------------------------------------------------------- the Adam-class check
-
-
-def check_adam_class(cls: Any, seed: int = 0) -> bool:
-    """Check an Adam class ``cls(params, lr, betas, eps)`` against ``torch.optim.Adam``.
-
-    Runs 10 steps on small random quadratics :math:`\\tfrac12 w^\\top A w - b^\\top w` and compares
-    the parameter trajectories. On a mismatch the message gives the first wrong step and, when the
-    trajectory matches a classic mistake (missing bias correction, off-by-one step count, ε inside
-    the root …), what the mistake probably is. Prints ✓ and returns ``True``, or raises
-    ``AssertionError``.
-    """
-    name = cls.__name__ if isinstance(cls, type) else "the class"
-    if not isinstance(cls, type):
-        raise AssertionError(f"{name} must be a class, got {type(cls).__name__}")
-    hypers = [
-        {"lr": 0.1, "betas": (0.9, 0.999), "eps": 1e-8},
-        {"lr": 0.05, "betas": (0.8, 0.99), "eps": 1e-3},
-    ]
-    gen = torch.Generator().manual_seed(seed)
-    for i, h in enumerate(hypers):
-        n = 3 + i
-        Q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=DTYPE))
-        A = (Q * torch.linspace(0.5, 3.0, n, dtype=DTYPE)) @ Q.T
-        b = torch.randn(n, generator=gen, dtype=DTYPE)
-        w0 = torch.randn(n, generator=gen, dtype=DTYPE)
-        where = (
-            f"quadratic {i + 1} ({n} parameters, "
-            + ", ".join(f"{k}={v}" for k, v in h.items())
-            + ")"
-        )
-        want = checks.quadratic_trajectory(lambda ps, h=h: torch.optim.Adam(ps, **h), A, b, w0, 10)
-        try:
-            got = checks.quadratic_trajectory(lambda ps, h=h: cls(ps, **h), A, b, w0, 10)
-        except NotImplementedError:
-            raise AssertionError(
-                f"{name} is not fixed yet: replace `raise NotImplementedError()`"
-            ) from None
-        except Exception as exc:
-            raise AssertionError(f"{where}: {name} raised {type(exc).__name__}: {exc}") from exc
-        close = torch.isclose(got, want, rtol=checks.RTOL, atol=checks.ATOL)
-        if bool(close.all()):
-            continue
-        step = int((~close).any(dim=1).nonzero()[0])
-        msg = (
-            f"{where}: after step {step + 1} the parameters are {got[step].tolist()}, "
-            f"expected {want[step].tolist()}"
-        )
-        hits = [
-            why
-            for why, traj in adam_mistake_trajectories(A, b, w0, 10, **h).items()
-            if torch.allclose(got, traj, rtol=checks.RTOL, atol=checks.ATOL)
-        ]
-        if hits:
-            msg += "\nDiagnosis: " + "; or ".join(hits)
-        print(f"✗ {name}: {msg}")
-        raise AssertionError(msg)
-    print(
-        f"✓ {name}: matches torch.optim.Adam on {len(hypers)} quadratics (10 steps each). "
-        "Well done!"
-    )
-    return True
-
-
-def adam_mistake_trajectories(
-    A: torch.Tensor,
-    b: torch.Tensor,
-    w0: torch.Tensor,
-    steps: int,
-    lr: float,
-    betas: Sequence[float] = (0.9, 0.999),
-    eps: float = 1e-8,
-) -> dict[str, torch.Tensor]:
-    r"""Trajectories of Adam's classic mistakes on :math:`\tfrac12 w^\top A w - b^\top w`.
-
-    Each known mistake of :mod:`course_lib.checks` (the "variants" of ``adam_step``) is run as a
-    whole optimizer for ``steps`` steps from ``w0``; a student's trajectory equal to one of them is
-    explained by that mistake. Returns ``explanation -> (steps, n)`` tensor.
-    """
-    beta1, beta2 = betas
-    out = {}
-    for why, step_fn in checks._adam_variants("the step").items():
-        w, m, v = w0.clone(), torch.zeros_like(w0), torch.zeros_like(w0)
-        traj = []
-        with np.errstate(all="ignore"):
-            for t in range(1, steps + 1):
-                g = A @ w - b
-                w, m, v = step_fn(w, g, m, v, t, lr, beta1, beta2, eps)
-                traj.append(w.clone())
-        out[why] = torch.stack(traj)
-    return out

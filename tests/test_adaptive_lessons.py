@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from course_lib import adaptive_lessons as AL
-from course_lib import checks
 from course_lib import optim as O
 
 DTYPE = torch.float64
@@ -124,69 +123,6 @@ def test_sparse_logistic_objective_returns_the_suboptimality():
     gap = objective(lambda ps: O.Adagrad(ps, lr=0.3), 0)
     assert 0 < gap < 0.1 and 0 in objective.problems
     assert objective(lambda ps: O.Adagrad(ps, lr=0.3), 0) == gap  # same seed, same run
-
-
-# --------------------------------------------------------------------------- Adam class check
-
-
-class _Adam(torch.optim.Optimizer):
-    """A from-scratch Adam whose step counter may start at ``start`` (1 is the correct value)."""
-
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, start=1):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
-        self.start = start
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                state = self.state[p]
-                if not state:
-                    state.update(step=self.start - 1, m=torch.zeros_like(p), v=torch.zeros_like(p))
-                state["step"] += 1
-                t = state["step"]
-                state["m"].mul_(beta1).add_(p.grad, alpha=1 - beta1)
-                state["v"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                denom = (state["v"] / (1 - beta2**t)).sqrt().add_(group["eps"])
-                p.addcdiv_(state["m"] / (1 - beta1**t), denom, value=-group["lr"])
-
-
-def test_check_adam_class_accepts_a_correct_adam(capsys):
-    assert checks.check_adam_class(_Adam) is True
-    assert "✓ _Adam" in capsys.readouterr().out
-
-
-def test_check_adam_class_diagnoses_an_off_by_one_step_counter():
-    class OffByOne(_Adam):
-        def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
-            super().__init__(params, lr, betas, eps, start=2)
-
-    with pytest.raises(AssertionError, match="off-by-one step count: you used t\\+1"):
-        AL.check_adam_class(OffByOne)
-
-
-def test_check_adam_class_diagnoses_torch_adam_mistakes():
-    with pytest.raises(AssertionError, match="must be a class"):
-        AL.check_adam_class(lambda ps: None)
-
-    class Broken(_Adam):
-        def step(self, closure=None):
-            raise RuntimeError("boom")
-
-    with pytest.raises(AssertionError, match="RuntimeError: boom"):
-        AL.check_adam_class(Broken)
-
-
-def test_mistake_trajectories_contain_the_missing_bias_correction():
-    A = torch.eye(2, dtype=DTYPE)
-    b = torch.zeros(2, dtype=DTYPE)
-    w0 = torch.ones(2, dtype=DTYPE)
-    trajs = AL.adam_mistake_trajectories(A, b, w0, 3, lr=0.1)
-    no_bc = next(v for k, v in trajs.items() if k.startswith("missing bias correction"))
-    # uncorrected first step: lr·(1−β1)g / sqrt((1−β2) g²) = 0.1·0.1/sqrt(0.001)
-    assert torch.allclose(no_bc[0], w0 - 0.1 * 0.1 / math.sqrt(0.001), atol=1e-6)
-    assert all(t.shape == (3, 2) for t in trajs.values())
 
 
 # --------------------------------------------------------------------------- source excerpts

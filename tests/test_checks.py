@@ -8,6 +8,19 @@ import pytest
 import torch
 
 from course_lib import checks
+from course_lib.exercises import RULES
+from course_lib.exercises.adaptive_rules import (
+    ref_adagrad_step,
+    ref_adam_step,
+    ref_adamw_step,
+    ref_rmsprop_step,
+)
+from course_lib.exercises.number_answers import (
+    ref_bias_correction,
+    ref_divergence_threshold,
+    ref_optimal_momentum,
+)
+from course_lib.exercises.sgd_rules import ref_momentum_step, ref_nesterov_step, ref_sgd_step
 
 D = torch.float64
 
@@ -48,11 +61,11 @@ def problem():
 @pytest.mark.parametrize(
     "name, make_opt, step, state, hyper, with_t",
     [
-        ("sgd", lambda ps: torch.optim.SGD(ps, lr=0.1), checks.ref_sgd_step, [], [0.1], False),
+        ("sgd", lambda ps: torch.optim.SGD(ps, lr=0.1), ref_sgd_step, [], [0.1], False),
         (
             "momentum",
             lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9),
-            checks.ref_momentum_step,
+            ref_momentum_step,
             ["v"],
             [0.1, 0.9],
             False,
@@ -60,7 +73,7 @@ def problem():
         (
             "nesterov",
             lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
-            checks.ref_nesterov_step,
+            ref_nesterov_step,
             ["v"],
             [0.1, 0.9],
             False,
@@ -68,7 +81,7 @@ def problem():
         (
             "adagrad",
             lambda ps: torch.optim.Adagrad(ps, lr=0.1, eps=1e-3),
-            checks.ref_adagrad_step,
+            ref_adagrad_step,
             ["G"],
             [0.1, 1e-3],
             False,
@@ -76,7 +89,7 @@ def problem():
         (
             "rmsprop",
             lambda ps: torch.optim.RMSprop(ps, lr=0.01, alpha=0.9, eps=1e-3),
-            checks.ref_rmsprop_step,
+            ref_rmsprop_step,
             ["v"],
             [0.01, 0.9, 1e-3],
             False,
@@ -84,7 +97,7 @@ def problem():
         (
             "adam",
             lambda ps: torch.optim.Adam(ps, lr=0.01, betas=(0.9, 0.99), eps=1e-3),
-            checks.ref_adam_step,
+            ref_adam_step,
             ["m", "v"],
             [0.01, 0.9, 0.99, 1e-3],
             True,
@@ -94,7 +107,7 @@ def problem():
             lambda ps: torch.optim.AdamW(
                 ps, lr=0.01, betas=(0.9, 0.99), eps=1e-3, weight_decay=0.1
             ),
-            checks.ref_adamw_step,
+            ref_adamw_step,
             ["m", "v"],
             [0.01, 0.9, 0.99, 1e-3, 0.1],
             True,
@@ -109,11 +122,9 @@ def test_reference_matches_torch_optim(problem, name, make_opt, step, state, hyp
 
 
 def test_numbers():
-    assert checks.ref_divergence_threshold(torch.diag(torch.tensor([1.0, 10.0]))) == pytest.approx(
-        0.2
-    )
-    assert checks.ref_bias_correction(0.9, 2) == pytest.approx(0.19)
-    assert checks.ref_optimal_momentum(9.0) == pytest.approx(0.25)
+    assert ref_divergence_threshold(torch.diag(torch.tensor([1.0, 10.0]))) == pytest.approx(0.2)
+    assert ref_bias_correction(0.9, 2) == pytest.approx(0.19)
+    assert ref_optimal_momentum(9.0) == pytest.approx(0.25)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,19 +132,19 @@ def test_numbers():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(checks.RULES))
+@pytest.mark.parametrize("name", sorted(RULES))
 def test_reference_passes_its_check(name, capsys):
     helper = getattr(checks, f"check_{name}")
-    assert helper(checks.RULES[name].reference) is True
+    assert helper(RULES[name].reference) is True
     assert "✓" in capsys.readouterr().out
 
 
 def test_number_checks_pass():
-    assert checks.check_divergence_threshold(checks.ref_divergence_threshold)
+    assert checks.check_divergence_threshold(ref_divergence_threshold)
     assert checks.check_divergence_threshold(0.2, torch.diag(torch.tensor([1.0, 10.0])))
-    assert checks.check_bias_correction(checks.ref_bias_correction)
+    assert checks.check_bias_correction(ref_bias_correction)
     assert checks.check_bias_correction(1 - 0.9**3, beta=0.9, t=3)
-    assert checks.check_optimal_momentum(checks.ref_optimal_momentum)
+    assert checks.check_optimal_momentum(ref_optimal_momentum)
     assert checks.check_optimal_momentum(0.25, kappa=9.0)
 
 
@@ -141,12 +152,12 @@ def test_number_checks_pass():
 # Every known mistake is caught and named
 # ---------------------------------------------------------------------------------------------
 
-VARIANTS = [(name, why) for name, rule in checks.RULES.items() for why in rule.variants]
+VARIANTS = [(name, why) for name, rule in RULES.items() for why in rule.variants]
 
 
 @pytest.mark.parametrize("name, why", VARIANTS, ids=[f"{n}:{w[:30]}" for n, w in VARIANTS])
 def test_each_variant_is_diagnosed(name, why, capsys):
-    rule = checks.RULES[name]
+    rule = RULES[name]
     with pytest.raises(AssertionError) as info:
         getattr(checks, f"check_{name}")(rule.variants[why])
     assert "Diagnosis" in str(info.value)
@@ -170,8 +181,8 @@ def test_failure_names_case_element_and_values():
 def test_off_by_one_step_reported_in_trajectory():
     def late(p, g, m, v, t, lr, b1, b2, eps):
         if t < 3:
-            return checks.ref_adam_step(p, g, m, v, t, lr, b1, b2, eps)
-        return checks.ref_adam_step(p, g, m, v, t + 1, lr, b1, b2, eps)
+            return ref_adam_step(p, g, m, v, t, lr, b1, b2, eps)
+        return ref_adam_step(p, g, m, v, t + 1, lr, b1, b2, eps)
 
     with pytest.raises(AssertionError, match="t\\+1"):
         checks.check_adam_step(late)
@@ -258,3 +269,52 @@ def test_class_checks():
         checks.check_momentum_class(_NoMemory)
     with pytest.raises(AssertionError, match="must be a class"):
         checks.check_sgd_class(lambda ps, lr: None)
+
+
+class _Adam(torch.optim.Optimizer):
+    """A from-scratch Adam whose step counter may start at ``start`` (1 is the correct value)."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, start=1):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+        self.start = start
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                state = self.state[p]
+                if not state:
+                    state.update(step=self.start - 1, m=torch.zeros_like(p), v=torch.zeros_like(p))
+                state["step"] += 1
+                t = state["step"]
+                state["m"].mul_(beta1).add_(p.grad, alpha=1 - beta1)
+                state["v"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+                denom = (state["v"] / (1 - beta2**t)).sqrt().add_(group["eps"])
+                p.addcdiv_(state["m"] / (1 - beta1**t), denom, value=-group["lr"])
+
+
+def test_check_adam_class_accepts_a_correct_adam(capsys):
+    assert checks.check_adam_class(_Adam) is True
+    assert "✓ _Adam" in capsys.readouterr().out
+
+
+def test_check_adam_class_diagnoses_an_off_by_one_step_counter():
+    class OffByOne(_Adam):
+        def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+            super().__init__(params, lr, betas, eps, start=2)
+
+    with pytest.raises(AssertionError, match="off-by-one step count: you used t\\+1"):
+        checks.check_adam_class(OffByOne)
+
+
+def test_check_adam_class_diagnoses_torch_adam_mistakes():
+    with pytest.raises(AssertionError, match="must be a class"):
+        checks.check_adam_class(lambda ps: None)
+
+    class Broken(_Adam):
+        def step(self, closure=None):
+            raise RuntimeError("boom")
+
+    with pytest.raises(AssertionError, match="RuntimeError: boom"):
+        checks.check_adam_class(Broken)

@@ -11,13 +11,14 @@ Grading a probe:
 
 1. the sandbox runs the cases against the *solutions* notebook → expected outputs;
 2. the sandbox runs the same cases against each submission → outputs as plain JSON data;
-3. :func:`compare` (in the grader process) validates the data strictly and compares it with the
-   expected outputs; on a mismatch it asks :mod:`course_lib.checks` which known mistake produces
-   the student's numbers, to write a useful hint.
+3. :func:`compare_case` (in the grader process) validates the data strictly and compares it
+   with the expected outputs; on a mismatch it asks the exercise (:mod:`course_lib.exercises`)
+   which known mistake produces the student's numbers, and quotes its diagnosis: the sentence
+   the student's self-check prints for the same mistake.
 
-Adding an exercise for a new chapter: give its graded test cell ``grade_id = <probe name>`` and,
-if the probe does not exist yet, add one to :data:`PROBES` (usually one line: a ``rule_probe`` for
-an update rule from ``course_lib.checks.RULES``).
+Adding an exercise for a new chapter: define it in :mod:`course_lib.exercises` and list it in
+that package's registry (``RULES``, ``NUMBER_EXERCISES`` or ``OPTIMIZER_CLASS_EXERCISES``): its
+probe, named after the exercise, follows. Give the graded test cell ``grade_id = <probe name>``.
 """
 
 from __future__ import annotations
@@ -29,9 +30,18 @@ from dataclasses import dataclass, field
 
 import torch
 
-from course_lib import checks
+from course_lib.exercises import (
+    NUMBER_EXERCISES,
+    OPTIMIZER_CLASS_EXERCISES,
+    RULES,
+    NumberExercise,
+    OptimizerClassExercise,
+)
+from course_lib.exercises.mistakes import MODIFIED_AN_INPUT
+from course_lib.exercises.number_answers import NUMBER_ATOL, NUMBER_RTOL
+from course_lib.exercises.optimizer_classes import QuadraticCase
+from course_lib.exercises.problems import ATOL, DTYPE, RTOL, Quadratic
 
-DTYPE = torch.float64
 MAX_ELEMENTS = 100_000
 
 
@@ -65,328 +75,125 @@ class Probe:
 
 
 # ---------------------------------------------------------------------------------------------
-# Update rules from course_lib.checks
+# Probes built from the exercises: cases as JSON-ready data, diagnoses from the exercise
 # ---------------------------------------------------------------------------------------------
 
 
-def _rule_cases(rule_name: str, n_random: int = 5, n_traj: int = 4) -> Callable:
-    rule = checks.RULES[rule_name]
-
-    def build(gen: torch.Generator) -> list[dict]:
-        out = []
-
-        def add(label: str, kwargs: dict) -> None:
-            args = []
-            for name in rule.arg_names:
-                v = kwargs[name]
-                args.append(v.tolist() if isinstance(v, torch.Tensor) else v)
-            out.append(
-                {
-                    "label": label,
-                    "args": args,
-                    "names": list(rule.arg_names),
-                    "n_out": len(rule.outputs),
-                }
-            )
-
-        # single steps with random state, several shapes and hyperparameters
-        shapes = [(4,), (2, 3), (3, 1, 2), (6,), (1,)]
-        for i in range(n_random):
-            shape = shapes[i % len(shapes)]
-            kw = {}
-            for name in rule.tensor_args:
-                x = torch.randn(shape, generator=gen, dtype=DTYPE)
-                if name in rule.state_args and rule.nonneg_state and name != "m":
-                    x = x.abs()
-                kw[name] = x
-            if rule.step_arg:
-                kw[rule.step_arg] = int(torch.randint(1, 30, (), generator=gen).item())
-            kw.update(rule.random_hyper(gen))
-            add(f"hidden case {i + 1} (one step, shape {shape})", kw)
-        # a trajectory from zero state; the state is threaded with the reference
-        if rule.state_args or rule.step_arg:
-            hyper = rule.random_hyper(gen)
-            p = torch.randn(5, generator=gen, dtype=DTYPE)
-            state = {s: torch.zeros(5, dtype=DTYPE) for s in rule.state_args}
-            for k in range(1, n_traj + 1):
-                kw = {"p": p, "g": torch.randn(5, generator=gen, dtype=DTYPE), **state, **hyper}
-                if rule.step_arg:
-                    kw[rule.step_arg] = k
-                add(f"hidden trajectory from zero state, step {k}", kw)
-                outs = rule.reference(*[kw[n] for n in rule.arg_names])
-                outs = outs if isinstance(outs, tuple) else (outs,)
-                p = outs[0]
-                state = dict(zip(rule.state_args, outs[1:]))
-        return out
-
-    return build
+def _to_json(x):
+    """A case argument as plain data: a tensor becomes nested lists, a tuple a list."""
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    return list(x) if isinstance(x, tuple) else x
 
 
-def _rule_diagnose(rule_name: str) -> Callable:
-    rule = checks.RULES[rule_name]
-
-    def diagnose(case: dict, got: list[torch.Tensor]) -> list[str]:
-        kwargs = {}
-        for name, v in zip(case["names"], case["args"]):
-            kwargs[name] = torch.tensor(v, dtype=DTYPE) if isinstance(v, list) else v
-        return checks.diagnose(rule.name, kwargs, got)
-
-    return diagnose
+def _from_json(x):
+    """The inverse of :func:`_to_json`: nested lists become a float64 tensor."""
+    return torch.tensor(x, dtype=DTYPE) if isinstance(x, list) else x
 
 
 def rule_probe(rule_name: str, target: str | None = None) -> Probe:
-    """A probe for an update rule of :data:`course_lib.checks.RULES` (pure tensor function)."""
+    """A probe for an update rule of :data:`course_lib.exercises.RULES` (pure tensor function)."""
+    rule = RULES[rule_name]
+
+    def cases(gen: torch.Generator) -> list[dict]:
+        return [
+            {
+                "label": case.label,
+                "args": [_to_json(case.kwargs[name]) for name in rule.arg_names],
+                "names": list(rule.arg_names),
+                "n_out": len(rule.outputs),
+            }
+            for case in rule.hidden_cases(gen)
+        ]
+
+    def diagnose(case: dict, got: list[torch.Tensor]) -> list[str]:
+        kwargs = {name: _from_json(v) for name, v in zip(case["names"], case["args"])}
+        return rule.diagnose(kwargs, got)
+
     return Probe(
         name=rule_name,
         target=target or rule_name,
         runner="rule",
-        cases=_rule_cases(rule_name),
+        cases=cases,
         what=f"function `{target or rule_name}`",
-        diagnose=_rule_diagnose(rule_name),
-        rtol=checks.RTOL,
-        atol=checks.ATOL,
+        diagnose=diagnose,
+        rtol=RTOL,
+        atol=ATOL,
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Numbers
-# ---------------------------------------------------------------------------------------------
+def number_probe(exercise: NumberExercise) -> Probe:
+    """A probe for a function returning a number (:data:`course_lib.exercises.NUMBER_EXERCISES`)."""
 
-
-def _spd(gen: torch.Generator, n: int, lo: float = -1.0, hi: float = 1.5) -> torch.Tensor:
-    Q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=DTYPE))
-    eig = 10 ** (lo + (hi - lo) * torch.rand(n, generator=gen, dtype=DTYPE))
-    A = (Q * eig) @ Q.T
-    return (A + A.T) / 2
-
-
-def _divergence_cases(gen: torch.Generator) -> list[dict]:
-    return [
-        {"label": f"hidden SPD matrix {i + 1} ({n}×{n})", "args": [_spd(gen, n).tolist()]}
-        for i, n in enumerate((2, 3, 4, 6, 10))
-    ]
-
-
-def _number_diagnose(variants: Callable[..., dict[str, float]], tensor_arg: bool) -> Callable:
-    def diagnose(case: dict, got: list[torch.Tensor]) -> list[str]:
-        args = [torch.tensor(a, dtype=DTYPE) if tensor_arg else a for a in case["args"]]
-        value = got[0].reshape(-1)[0].item() if got[0].numel() == 1 else math.nan
+    def cases(gen: torch.Generator) -> list[dict]:
         return [
-            why
-            for why, v in variants(*args).items()
-            if math.isfinite(v) and math.isclose(value, v, rel_tol=1e-6)
+            {"label": case.label, "args": [_to_json(arg) for arg in case.args]}
+            for case in exercise.hidden_cases(gen)
         ]
 
-    return diagnose
-
-
-def _optimal_momentum_cases(gen: torch.Generator) -> list[dict]:
-    kappas = [
-        float(10 ** (0.2 + 3.5 * torch.rand((), generator=gen, dtype=DTYPE).item()))
-        for _ in range(5)
-    ]
-    return [{"label": f"hidden case kappa={k:.4g}", "args": [k]} for k in kappas]
-
-
-def _bias_correction_cases(gen: torch.Generator) -> list[dict]:
-    out = []
-    for i in range(6):
-        beta = 0.5 + 0.499 * torch.rand((), generator=gen, dtype=DTYPE).item()
-        t = int(torch.randint(1, 200, (), generator=gen).item()) if i else 1
-        out.append({"label": f"hidden case beta={beta:.4f}, t={t}", "args": [beta, t]})
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Optimizer classes (find-and-fix-the-bug exercises)
-# ---------------------------------------------------------------------------------------------
-
-
-def _quadratic_cases(hypers: list[dict], steps: int = 8) -> Callable:
-    def build(gen: torch.Generator) -> list[dict]:
-        out = []
-        for i, hyper in enumerate(hypers):
-            n = 2 + i
-            A = _spd(gen, n, lo=-0.5, hi=0.5)
-            out.append(
-                {
-                    "label": f"hidden quadratic {i + 1} ({n} parameters, {steps} steps, "
-                    + ", ".join(f"{k}={v}" for k, v in hyper.items())
-                    + ")",
-                    "A": A.tolist(),
-                    "b": torch.randn(n, generator=gen, dtype=DTYPE).tolist(),
-                    "w0": torch.randn(n, generator=gen, dtype=DTYPE).tolist(),
-                    "steps": steps,
-                    "hyper": hyper,
-                }
-            )
-        return out
-
-    return build
-
-
-def _torch_trajectory(case: dict, make_opt: Callable) -> torch.Tensor:
-    A = torch.tensor(case["A"], dtype=DTYPE)
-    b = torch.tensor(case["b"], dtype=DTYPE)
-    w = torch.nn.Parameter(torch.tensor(case["w0"], dtype=DTYPE))
-    opt = make_opt([w])
-    traj = []
-    for _ in range(case["steps"]):
-        opt.zero_grad()
-        loss = 0.5 * w @ (A @ w) - b @ w
-        loss.backward()
-        opt.step()
-        traj.append(w.detach().clone())
-    return torch.stack(traj)
-
-
-def _optimizer_diagnose(variants: Callable[[dict], dict[str, torch.Tensor]]) -> Callable:
     def diagnose(case: dict, got: list[torch.Tensor]) -> list[str]:
-        hits = []
-        w0 = torch.tensor(case["w0"], dtype=DTYPE)
-        if got[0].shape[-1:] == w0.shape and torch.allclose(got[0], w0.expand_as(got[0])):
-            hits.append(
-                "the parameters never change: `p = p - lr * p.grad` only rebinds a local name; "
-                "update the tensor in place (`p.add_(p.grad, alpha=-lr)`) under torch.no_grad()"
-            )
-        for why, traj in variants(case).items():
-            if traj.shape == got[0].shape and torch.allclose(got[0], traj, rtol=1e-6, atol=1e-9):
-                hits.append(why)
-        return hits
+        if got[0].numel() != 1:
+            return []
+        args = tuple(_from_json(arg) for arg in case["args"])
+        return exercise.diagnose(args, got[0].reshape(-1)[0].item())
 
-    return diagnose
-
-
-def _sgd_variants(case: dict) -> dict[str, torch.Tensor]:
-    h = case["hyper"]
-    out = {
-        "wrong sign: the parameters move along the gradient": _torch_trajectory(
-            case,
-            lambda ps: checks.WrongSignSGD(ps, lr=h["lr"], weight_decay=h.get("weight_decay", 0)),
-        ),
-    }
-    if h.get("weight_decay"):
-        out["weight decay is ignored"] = _torch_trajectory(
-            case, lambda ps: torch.optim.SGD(ps, lr=h["lr"])
-        )
-    return out
+    return Probe(
+        name=exercise.name,
+        target=exercise.name,
+        runner="number_fn",
+        cases=cases,
+        what=f"function `{exercise.name}`",
+        diagnose=diagnose,
+        rtol=NUMBER_RTOL,
+        atol=NUMBER_ATOL,
+    )
 
 
-def _momentum_variants(case: dict) -> dict[str, torch.Tensor]:
-    h = case["hyper"]
-    mu = h.get("momentum", 0.0)
-    return {
-        "this is plain SGD: the momentum buffer does not survive between steps (store it in "
-        "`self.state[p]`)": _torch_trajectory(case, lambda ps: torch.optim.SGD(ps, lr=h["lr"])),
-        "momentum in EMA form (dampening = μ); the exercise asks for PyTorch's v ← μv + g": (
-            _torch_trajectory(
-                case, lambda ps: torch.optim.SGD(ps, lr=h["lr"], momentum=mu, dampening=mu)
-            )
-        ),
-        "this is Nesterov momentum; the class should do heavy ball": _torch_trajectory(
-            case, lambda ps: torch.optim.SGD(ps, lr=h["lr"], momentum=mu, nesterov=True)
-        ),
-    }
+def optimizer_class_probe(exercise: OptimizerClassExercise) -> Probe:
+    """A probe for a find-the-bug class (:data:`course_lib.exercises.OPTIMIZER_CLASS_EXERCISES`)."""
 
+    def cases(gen: torch.Generator) -> list[dict]:
+        return [
+            {
+                "label": case.label,
+                "A": case.quadratic.A.tolist(),
+                "b": case.quadratic.b.tolist(),
+                "w0": case.quadratic.w0.tolist(),
+                "steps": case.steps,
+                "hyper": {key: _to_json(value) for key, value in case.hyper.items()},
+            }
+            for case in exercise.hidden_cases(gen)
+        ]
 
-def _adam_class_variants(case: dict) -> dict[str, torch.Tensor]:
-    """Adam's classic mistakes (chapter 04), each run as a whole optimizer on the case."""
-    from course_lib.adaptive_lessons import adam_mistake_trajectories
+    def diagnose(case: dict, got: list[torch.Tensor]) -> list[str]:
+        quadratic = Quadratic(*(_from_json(case[key]) for key in ("A", "b", "w0")))
+        run = QuadraticCase(case["label"], quadratic, case["hyper"], case["steps"])
+        return exercise.diagnose(run, got[0])
 
-    h = case["hyper"]
-    return adam_mistake_trajectories(
-        torch.tensor(case["A"], dtype=DTYPE),
-        torch.tensor(case["b"], dtype=DTYPE),
-        torch.tensor(case["w0"], dtype=DTYPE),
-        case["steps"],
-        lr=h["lr"],
-        betas=tuple(h.get("betas", (0.9, 0.999))),
-        eps=h.get("eps", 1e-8),
+    return Probe(
+        name=exercise.name,
+        target=exercise.class_name,
+        runner="optimizer_class",
+        cases=cases,
+        what=f"class `{exercise.class_name}`",
+        diagnose=diagnose,
+        rtol=RTOL,
+        atol=ATOL,
     )
 
 
 # ---------------------------------------------------------------------------------------------
-# The registry
+# The registry: one probe per exercise
 # ---------------------------------------------------------------------------------------------
 
 PROBES: dict[str, Probe] = {
-    name: rule_probe(name)
-    for name in (
-        "sgd_step",
-        "momentum_step",
-        "nesterov_step",
-        "adagrad_step",
-        "rmsprop_step",
-        "adam_step",
-        "adamw_step",
-    )
+    **{name: rule_probe(name) for name in RULES},
+    **{name: number_probe(exercise) for name, exercise in NUMBER_EXERCISES.items()},
+    **{
+        name: optimizer_class_probe(exercise)
+        for name, exercise in OPTIMIZER_CLASS_EXERCISES.items()
+    },
 }
-PROBES.update(
-    {
-        "divergence_threshold": Probe(
-            name="divergence_threshold",
-            target="divergence_threshold",
-            runner="number_fn",
-            cases=_divergence_cases,
-            what="function `divergence_threshold`",
-            diagnose=_number_diagnose(checks.divergence_variants, tensor_arg=True),
-        ),
-        "optimal_momentum": Probe(
-            name="optimal_momentum",
-            target="optimal_momentum",
-            runner="number_fn",
-            cases=_optimal_momentum_cases,
-            what="function `optimal_momentum`",
-            diagnose=_number_diagnose(checks.optimal_momentum_variants, tensor_arg=False),
-        ),
-        "bias_correction": Probe(
-            name="bias_correction",
-            target="bias_correction",
-            runner="number_fn",
-            cases=_bias_correction_cases,
-            what="function `bias_correction`",
-            diagnose=_number_diagnose(checks.bias_correction_variants, tensor_arg=False),
-        ),
-        "fixed_sgd": Probe(
-            name="fixed_sgd",
-            target="FixedSGD",
-            runner="optimizer_class",
-            cases=_quadratic_cases(
-                [{"lr": 0.1}, {"lr": 0.05, "weight_decay": 0.1}, {"lr": 0.2, "weight_decay": 0.01}]
-            ),
-            what="class `FixedSGD`",
-            diagnose=_optimizer_diagnose(_sgd_variants),
-        ),
-        "fixed_momentum_sgd": Probe(
-            name="fixed_momentum_sgd",
-            target="FixedMomentumSGD",
-            runner="optimizer_class",
-            cases=_quadratic_cases(
-                [
-                    {"lr": 0.1, "momentum": 0.9},
-                    {"lr": 0.05, "momentum": 0.5},
-                    {"lr": 0.02, "momentum": 0.99},
-                ]
-            ),
-            what="class `FixedMomentumSGD`",
-            diagnose=_optimizer_diagnose(_momentum_variants),
-        ),
-        "fixed_adam": Probe(
-            name="fixed_adam",
-            target="FixedAdam",
-            runner="optimizer_class",
-            cases=_quadratic_cases(
-                [
-                    {"lr": 0.05, "betas": [0.9, 0.999], "eps": 1e-8},
-                    {"lr": 0.1, "betas": [0.8, 0.99], "eps": 1e-3},
-                    {"lr": 0.02, "betas": [0.95, 0.9999], "eps": 1e-6},
-                ]
-            ),
-            what="class `FixedAdam`",
-            diagnose=_optimizer_diagnose(_adam_class_variants),
-        ),
-    }
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,7 +269,7 @@ def compare_case(probe: Probe, case: dict, expected, got) -> tuple[bool, str]:
     if len(outs) != len(want):
         return False, f"{label}: expected {len(want)} results, got {len(outs)}"
     if mutated:
-        return False, f"{label}: {checks.INPLACE} (changed: {', '.join(mutated)})"
+        return False, f"{label}: {MODIFIED_AN_INPUT} (changed: {', '.join(mutated)})"
     for i, (w, g) in enumerate(zip(want, outs)):
         name = _output_name(probe, i)
         if w.shape != g.shape:
@@ -488,7 +295,7 @@ def compare_case(probe: Probe, case: dict, expected, got) -> tuple[bool, str]:
 
 def _output_name(probe: Probe, i: int) -> str:
     if probe.runner == "rule":
-        return checks.RULES[probe.name].outputs[i] if probe.name in checks.RULES else f"output {i}"
+        return RULES[probe.name].outputs[i] if probe.name in RULES else f"output {i}"
     if probe.runner == "optimizer_class":
         return "the parameter trajectory"
     return "the result"

@@ -1,0 +1,86 @@
+"""The course's exercises, each defined once: reference answer, classic mistakes, test inputs.
+
+An exercise is something a student writes: an update-rule function (``adam_step``), a number
+or a function returning one (``divergence_threshold``), or a fixed optimizer class
+(``FixedAdam``). Its definition holds
+
+- the **reference** answer (float64, the course's convention, which is PyTorch's);
+- its **variants**: the classic mistakes, each a wrong answer of the same form, keyed by the one
+  sentence that diagnoses it;
+- its **cases**: the inputs of the visible self-check and the grader's hidden inputs.
+
+Two consumers read these definitions and nothing else: :mod:`course_lib.checks` (the
+self-checks students call in exercise cells) and :mod:`course_lib.grading.probes` (the
+instructor's grader). A wrong answer is diagnosed by finding the variants that produce the same
+output, so the student's self-check and the instructor's feedback name a mistake with the same
+sentence.
+
+Modules:
+
+- :mod:`~course_lib.exercises.problems`: tolerances, random SPD matrices and quadratics, the
+  trajectory of an optimizer on a quadratic
+- :mod:`~course_lib.exercises.mistakes`: the sentences of mistakes several exercises share
+- :mod:`~course_lib.exercises.update_rule`: :class:`~.update_rule.Rule`, its diagnosis and cases
+- :mod:`~course_lib.exercises.sgd_rules`: ``sgd_step``, ``momentum_step``, ``nesterov_step``
+- :mod:`~course_lib.exercises.adaptive_rules`: ``adagrad_step``, ``rmsprop_step``, ``adam_step``,
+  ``adamw_step``
+- :mod:`~course_lib.exercises.number_answers`: ``divergence_threshold``, ``optimal_momentum``,
+  ``bias_correction``
+- :mod:`~course_lib.exercises.optimizer_classes`: ``FixedSGD``, ``FixedMomentumSGD``,
+  ``FixedAdam``
+
+Adding an exercise (say chapter 06's ``amsgrad_step``):
+
+1. next to its relatives (here ``adaptive_rules.py``) write the reference ``ref_amsgrad_step``,
+   its classic mistakes, and the ``Rule`` that keys each mistake by its diagnosis;
+2. list it in :data:`RULES` below (or :data:`NUMBER_EXERCISES`, :data:`OPTIMIZER_CLASS_EXERCISES`);
+3. add a two-line ``check_amsgrad_step`` to :mod:`course_lib.checks` for the notebook to call.
+
+The grader's probe and the tests that every mistake is diagnosed, with the same sentence by the
+self-check and by the grader, follow from the registry.
+"""
+
+from course_lib.exercises.adaptive_rules import ADAGRAD_STEP, ADAM_STEP, ADAMW_STEP, RMSPROP_STEP
+from course_lib.exercises.number_answers import (
+    BIAS_CORRECTION,
+    DIVERGENCE_THRESHOLD,
+    OPTIMAL_MOMENTUM,
+    NumberExercise,
+)
+from course_lib.exercises.optimizer_classes import (
+    FIXED_ADAM,
+    FIXED_MOMENTUM_SGD,
+    FIXED_SGD,
+    OptimizerClassExercise,
+)
+from course_lib.exercises.sgd_rules import MOMENTUM_STEP, NESTEROV_STEP, SGD_STEP
+from course_lib.exercises.update_rule import Rule
+
+RULES: dict[str, Rule] = {
+    rule.name: rule
+    for rule in (
+        SGD_STEP,
+        MOMENTUM_STEP,
+        NESTEROV_STEP,
+        ADAGRAD_STEP,
+        RMSPROP_STEP,
+        ADAM_STEP,
+        ADAMW_STEP,
+    )
+}
+NUMBER_EXERCISES: dict[str, NumberExercise] = {
+    exercise.name: exercise
+    for exercise in (DIVERGENCE_THRESHOLD, OPTIMAL_MOMENTUM, BIAS_CORRECTION)
+}
+OPTIMIZER_CLASS_EXERCISES: dict[str, OptimizerClassExercise] = {
+    exercise.name: exercise for exercise in (FIXED_SGD, FIXED_MOMENTUM_SGD, FIXED_ADAM)
+}
+
+__all__ = [
+    "NUMBER_EXERCISES",
+    "OPTIMIZER_CLASS_EXERCISES",
+    "RULES",
+    "NumberExercise",
+    "OptimizerClassExercise",
+    "Rule",
+]

@@ -1,0 +1,258 @@
+"""The exercises are defined once: the self-check and the grader diagnose every mistake alike.
+
+Each classic mistake (a *variant* in :mod:`course_lib.exercises`) is run as a student's answer
+through the student's self-check (:mod:`course_lib.checks`) and through the grader's comparison
+(:func:`course_lib.grading.probes.compare_case`); both must name it with its own sentence. The
+import tests keep the exercises below the grader and free of circles.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from course_lib import checks
+from course_lib.exercises import NUMBER_EXERCISES, OPTIMIZER_CLASS_EXERCISES, RULES
+from course_lib.exercises.optimizer_classes import FIXED_ADAM, QuadraticCase
+from course_lib.exercises.problems import Quadratic, quadratic_trajectory, random_spd
+from course_lib.grading import probes
+
+D = torch.float64
+PACKAGE = Path(checks.__file__).resolve().parent
+
+SELF_CHECKS = {
+    **{name: getattr(checks, f"check_{name}") for name in RULES},
+    **{name: getattr(checks, f"check_{name}") for name in NUMBER_EXERCISES},
+    "fixed_sgd": checks.check_sgd_class,
+    "fixed_momentum_sgd": checks.check_momentum_class,
+    "fixed_adam": checks.check_adam_class,
+}
+VARIANTS = [
+    (name, why, exercise.variants[why])
+    for registry in (RULES, NUMBER_EXERCISES, OPTIMIZER_CLASS_EXERCISES)
+    for name, exercise in registry.items()
+    for why in exercise.variants
+]
+
+
+def test_every_exercise_has_a_self_check_and_a_probe():
+    exercises = {**RULES, **NUMBER_EXERCISES, **OPTIMIZER_CLASS_EXERCISES}
+    assert set(SELF_CHECKS) == set(exercises) == set(probes.PROBES)
+
+
+# ---------------------------------------------------------------------------------------------
+# One wording per mistake
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_student_class(make_optimizer):
+    """A class whose ``cls(params, **hyper)`` is ``make_optimizer(params, **hyper)``."""
+
+    class StudentsClass:
+        def __new__(cls, params, **hyper):
+            return make_optimizer(params, **hyper)
+
+    return StudentsClass
+
+
+def _self_check_diagnoses(name: str, answer) -> list[str]:
+    with pytest.raises(AssertionError) as info:
+        SELF_CHECKS[name](answer)
+    message = str(info.value)
+    assert "\nDiagnosis: " in message, message
+    return message.split("\nDiagnosis: ", 1)[1].split("; or ")
+
+
+def _data(x) -> dict:
+    x = torch.as_tensor(x, dtype=D)
+    return {"data": x.tolist(), "shape": list(x.shape)}
+
+
+def _sandbox_result(probe: probes.Probe, answer, case: dict) -> dict:
+    """What the sandbox sends back for ``answer`` on one hidden case (plain data)."""
+    if probe.runner == "optimizer_class":
+        quadratic = Quadratic(*(torch.tensor(case[k], dtype=D) for k in ("A", "b", "w0")))
+        make = lambda params: answer(params, **case["hyper"])  # noqa: E731
+        return {"out": [_data(quadratic_trajectory(make, quadratic, case["steps"]))]}
+    args = [torch.tensor(a, dtype=D) if isinstance(a, list) else a for a in case["args"]]
+    out = answer(*args)
+    outs = out if isinstance(out, tuple) else (out,)
+    return {"out": [_data(o) for o in outs], "mutated": []}
+
+
+def _grader_diagnoses(name: str, answer, reference) -> list[str]:
+    probe = probes.PROBES[name]
+    for case in probe.make_cases("one wording"):
+        expected = _sandbox_result(probe, reference, case)
+        passed, message = probes.compare_case(
+            probe, case, expected, _sandbox_result(probe, answer, case)
+        )
+        if not passed:
+            assert ". Diagnosis: " in message, message
+            return message.split(". Diagnosis: ", 1)[1].split("; or ")
+    raise AssertionError(f"{name}: the grader accepted the variant on every hidden case")
+
+
+@pytest.mark.parametrize(
+    "name, why, variant", VARIANTS, ids=[f"{name}:{why[:30]}" for name, why, _ in VARIANTS]
+)
+def test_self_check_and_grader_diagnose_a_mistake_with_the_same_sentence(name, why, variant):
+    if name in OPTIMIZER_CLASS_EXERCISES:
+        reference = OPTIMIZER_CLASS_EXERCISES[name].reference
+        self_check = _self_check_diagnoses(name, _as_student_class(variant))
+    else:
+        reference = {**RULES, **NUMBER_EXERCISES}[name].reference
+        self_check = _self_check_diagnoses(name, variant)
+    grader = _grader_diagnoses(name, variant, reference)
+    assert why in self_check, self_check
+    assert why in grader, grader
+
+
+def test_the_grader_diagnoses_a_modified_input_with_the_self_checks_sentence():
+    def sneaky(p, g, lr):
+        g.mul_(lr)
+        return p - g
+
+    with pytest.raises(AssertionError) as info:
+        checks.check_sgd_step(sneaky)
+    probe = probes.PROBES["sgd_step"]
+    case = probe.make_cases("one wording")[0]
+    expected = _sandbox_result(probe, RULES["sgd_step"].reference, case)
+    got = {**expected, "mutated": ["g"]}
+    passed, message = probes.compare_case(probe, case, expected, got)
+    sentence = str(info.value).split(": ", 1)[1].split(" (changed")[0]
+    assert not passed and sentence in message
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared problems and variants
+# ---------------------------------------------------------------------------------------------
+
+
+def test_random_spd_has_the_requested_spectrum():
+    A = random_spd(torch.Generator().manual_seed(0), 6, min_eigenvalue=0.5, max_eigenvalue=4.0)
+    eigenvalues = torch.linalg.eigvalsh(A)
+    assert torch.equal(A, A.T)
+    assert 0.5 <= eigenvalues.min() and eigenvalues.max() <= 4.0
+
+
+def test_adam_class_variant_without_bias_correction_takes_the_uncorrected_step():
+    case = QuadraticCase(
+        "unit quadratic",
+        Quadratic(torch.eye(2, dtype=D), torch.zeros(2, dtype=D), torch.ones(2, dtype=D)),
+        {"lr": 0.1},
+        steps=3,
+    )
+    why = next(why for why in FIXED_ADAM.variants if why.startswith("missing bias correction"))
+    trajectory = FIXED_ADAM.trajectory(FIXED_ADAM.variants[why], case)
+    # uncorrected first step: lr·(1−β1)g / sqrt((1−β2) g²) = 0.1·0.1/sqrt(0.001)
+    assert torch.allclose(trajectory[0], case.quadratic.w0 - 0.1 * 0.1 / math.sqrt(0.001))
+    assert trajectory.shape == (3, 2)
+    assert FIXED_ADAM.diagnose(case, trajectory) == [why]
+
+
+# ---------------------------------------------------------------------------------------------
+# Imports: exercises below the grader, no lessons in the grader, no circles
+# ---------------------------------------------------------------------------------------------
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _imports(module: str) -> set[str]:
+    """The ``course_lib`` modules one module imports, anywhere in its code (lazy ones too)."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{anchor}.{base}" if base else anchor
+            # `from course_lib import checks` imports the module course_lib.checks
+            names = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names
+            ]
+        else:
+            continue
+        found |= {name for name in names if name.split(".")[0] == "course_lib"}
+    return found
+
+
+def _is_in(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+EXERCISE_MODULES = sorted(m for m in MODULES if _is_in(m, "course_lib.exercises"))
+GRADING_MODULES = sorted(m for m in MODULES if _is_in(m, "course_lib.grading"))
+LESSON_PACKAGES = ("course_lib.lessons", "course_lib.adaptive_lessons", "course_lib.experiments")
+
+
+def test_the_import_walk_sees_the_imports():
+    assert "course_lib.exercises.update_rule" in _imports("course_lib.exercises.sgd_rules")
+    assert "course_lib.exercises" in _imports("course_lib.checks")
+    assert "course_lib.exercises.problems" in _imports("course_lib.grading.probes")
+
+
+@pytest.mark.parametrize("module", ["course_lib.checks", *EXERCISE_MODULES])
+def test_exercises_and_checks_never_import_the_grader(module):
+    assert not [m for m in _imports(module) if _is_in(m, "course_lib.grading")]
+
+
+@pytest.mark.parametrize("module", GRADING_MODULES)
+def test_the_grader_imports_no_lesson_or_experiment_module(module):
+    assert not [m for m in _imports(module) if any(_is_in(m, p) for p in LESSON_PACKAGES)]
+
+
+def test_the_probes_take_their_exercises_from_course_lib_exercises_only():
+    imported = _imports("course_lib.grading.probes")
+    assert imported and all(_is_in(m, "course_lib.exercises") for m in imported), imported
+
+
+def _imports_within_the_package(module: str) -> set[str]:
+    return _imports(module) if module in MODULES else set()
+
+
+def _cycle_from(start: str, imports_of=_imports_within_the_package) -> list[str] | None:
+    """An import cycle reachable from ``start`` (as a path of modules), or ``None``."""
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> list[str] | None:
+        if module in path:
+            return path[path.index(module) :] + [module]
+        if module in done:
+            return None
+        for imported in sorted(imports_of(module)):
+            cycle = visit(imported, path + [module])
+            if cycle:
+                return cycle
+        done.add(module)
+        return None
+
+    return visit(start, [])
+
+
+@pytest.mark.parametrize("module", ["course_lib.checks", *EXERCISE_MODULES])
+def test_no_import_circle_through_the_checks_or_the_exercises(module):
+    assert _cycle_from(module) is None
+
+
+def test_the_cycle_finder_finds_the_old_checks_lessons_circle():
+    graph = {
+        "course_lib.checks": {"course_lib.adaptive_lessons"},
+        "course_lib.adaptive_lessons": {"course_lib.train", "course_lib.checks"},
+    }
+    cycle = _cycle_from("course_lib.checks", lambda module: graph.get(module, set()))
+    assert cycle == ["course_lib.checks", "course_lib.adaptive_lessons", "course_lib.checks"]
