@@ -311,7 +311,8 @@ def plot_state_memory(
 ) -> tuple[Figure, Axes]:
     """Bar chart of optimizer state memory, one bar per optimizer.
 
-    ``reports``: ``name -> MemoryReport`` (from :mod:`course_lib.memory`) or ``name -> bytes``.
+    ``reports``: ``name -> MemoryReport`` (from :mod:`course_lib.experiments.memory`) or
+    ``name -> bytes``.
     With ``relative=True`` and reports, bars show the state size in multiples of the parameters
     (momentum: 1×, Adam: 2×, ...); otherwise bytes. Each bar is annotated with its value.
     """

@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib.compare import compare_optimizers, landscape_objective, training_objective
 from course_lib.data import make_classification_data
+from course_lib.experiments.comparison import (
+    compare_optimizers,
+    landscape_objective,
+    training_objective,
+)
 from course_lib.train import make_mlp
 
 

@@ -8,7 +8,6 @@ import tests keep the exercises below the grader and free of circles.
 
 from __future__ import annotations
 
-import ast
 import math
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from course_lib.exercises import NUMBER_EXERCISES, OPTIMIZER_CLASS_EXERCISES, RU
 from course_lib.exercises.optimizer_classes import FIXED_ADAM, QuadraticCase
 from course_lib.exercises.problems import Quadratic, quadratic_trajectory, random_spd
 from course_lib.grading import probes
+from tests.import_graph import MODULES, cycle_from, imports_of, is_in
 
 D = torch.float64
 PACKAGE = Path(checks.__file__).resolve().parent
@@ -160,93 +160,35 @@ def test_adam_class_variant_without_bias_correction_takes_the_uncorrected_step()
 # ---------------------------------------------------------------------------------------------
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+EXERCISE_MODULES = sorted(m for m in MODULES if is_in(m, "course_lib.exercises"))
+GRADING_MODULES = sorted(m for m in MODULES if is_in(m, "course_lib.grading"))
+LESSON_PACKAGES = ("course_lib.experiments", "course_lib.plotting", "course_lib.widgets")
 
 
-MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
-
-
-def _imports(module: str) -> set[str]:
-    """The ``course_lib`` modules one module imports, anywhere in its code (lazy ones too)."""
-    path = MODULES[module]
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{anchor}.{base}" if base else anchor
-            # `from course_lib import checks` imports the module course_lib.checks
-            names = [
-                f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names
-            ]
-        else:
-            continue
-        found |= {name for name in names if name.split(".")[0] == "course_lib"}
-    return found
-
-
-def _is_in(module: str, package: str) -> bool:
-    return module == package or module.startswith(package + ".")
-
-
-EXERCISE_MODULES = sorted(m for m in MODULES if _is_in(m, "course_lib.exercises"))
-GRADING_MODULES = sorted(m for m in MODULES if _is_in(m, "course_lib.grading"))
-LESSON_PACKAGES = ("course_lib.lessons", "course_lib.adaptive_lessons", "course_lib.experiments")
-
-
-def test_the_import_walk_sees_the_imports():
-    assert "course_lib.exercises.update_rule" in _imports("course_lib.exercises.sgd_rules")
-    assert "course_lib.exercises" in _imports("course_lib.checks")
-    assert "course_lib.exercises.problems" in _imports("course_lib.grading.probes")
+def test_the_import_walk_sees_theimports_of():
+    assert "course_lib.exercises.update_rule" in imports_of("course_lib.exercises.sgd_rules")
+    assert "course_lib.exercises" in imports_of("course_lib.checks")
+    assert "course_lib.exercises.problems" in imports_of("course_lib.grading.probes")
 
 
 @pytest.mark.parametrize("module", ["course_lib.checks", *EXERCISE_MODULES])
 def test_exercises_and_checks_never_import_the_grader(module):
-    assert not [m for m in _imports(module) if _is_in(m, "course_lib.grading")]
+    assert not [m for m in imports_of(module) if is_in(m, "course_lib.grading")]
 
 
 @pytest.mark.parametrize("module", GRADING_MODULES)
 def test_the_grader_imports_no_lesson_or_experiment_module(module):
-    assert not [m for m in _imports(module) if any(_is_in(m, p) for p in LESSON_PACKAGES)]
+    assert not [m for m in imports_of(module) if any(is_in(m, p) for p in LESSON_PACKAGES)]
 
 
 def test_the_probes_take_their_exercises_from_course_lib_exercises_only():
-    imported = _imports("course_lib.grading.probes")
-    assert imported and all(_is_in(m, "course_lib.exercises") for m in imported), imported
-
-
-def _imports_within_the_package(module: str) -> set[str]:
-    return _imports(module) if module in MODULES else set()
-
-
-def _cycle_from(start: str, imports_of=_imports_within_the_package) -> list[str] | None:
-    """An import cycle reachable from ``start`` (as a path of modules), or ``None``."""
-    done: set[str] = set()
-
-    def visit(module: str, path: list[str]) -> list[str] | None:
-        if module in path:
-            return path[path.index(module) :] + [module]
-        if module in done:
-            return None
-        for imported in sorted(imports_of(module)):
-            cycle = visit(imported, path + [module])
-            if cycle:
-                return cycle
-        done.add(module)
-        return None
-
-    return visit(start, [])
+    imported = imports_of("course_lib.grading.probes")
+    assert imported and all(is_in(m, "course_lib.exercises") for m in imported), imported
 
 
 @pytest.mark.parametrize("module", ["course_lib.checks", *EXERCISE_MODULES])
 def test_no_import_circle_through_the_checks_or_the_exercises(module):
-    assert _cycle_from(module) is None
+    assert cycle_from(module) is None
 
 
 def test_the_cycle_finder_finds_the_old_checks_lessons_circle():
@@ -254,5 +196,5 @@ def test_the_cycle_finder_finds_the_old_checks_lessons_circle():
         "course_lib.checks": {"course_lib.adaptive_lessons"},
         "course_lib.adaptive_lessons": {"course_lib.train", "course_lib.checks"},
     }
-    cycle = _cycle_from("course_lib.checks", lambda module: graph.get(module, set()))
+    cycle = cycle_from("course_lib.checks", lambda module: graph.get(module, set()))
     assert cycle == ["course_lib.checks", "course_lib.adaptive_lessons", "course_lib.checks"]

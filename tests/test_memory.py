@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-import course_lib.memory as M
-from course_lib.memory import measure_state_memory, optimizer_state_bytes, tensor_bytes
+from course_lib.experiments import memory
+from course_lib.experiments.memory import measure_state_memory, optimizer_state_bytes, tensor_bytes
+from tests.optimizers import CONFIGS
 
 
 def _model():
@@ -82,29 +83,16 @@ def test_bad_input():
         measure_state_memory(torch.optim.SGD, nn.ReLU(), lr=0.1)
 
 
-def test_optional_state_bytes_method_agrees_when_present():
-    """Our optimizers may offer state_bytes(); when they do it must agree with the measurement."""
-    try:
-        import course_lib.optim as ours
-    except Exception:  # the optimizer package is optional for this module
-        pytest.skip("course_lib.optim not importable")
-    checked = []
-    for name in dir(ours):
-        cls = getattr(ours, name)
-        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-            continue
-        try:
-            opt = cls(_model().parameters(), lr=0.01)
-        except (TypeError, ValueError, NotImplementedError):
-            continue  # abstract bases or optimizers that need more arguments
-        if not callable(getattr(opt, "state_bytes", None)):
-            continue
-        r = measure_state_memory(opt, steps=1)
-        assert opt.state_bytes() == r.state_bytes, name
-        checked.append(name)
-    if not checked:
-        pytest.skip("no optimizer with a state_bytes() method yet")
+@pytest.mark.parametrize("config", [c.param() for c in CONFIGS])
+def test_course_optimizers_hold_the_registered_number_of_buffers(config):
+    """Every course optimizer, measured from the tensors it really holds: its registered number
+    of per-element buffers (our step counters are Python numbers, 0 bytes), and its own
+    ``state_bytes()`` agrees with the measurement."""
+    opt = config.cls(_model().parameters(), **{**config.kwargs, **config.groups[0]})
+    r = measure_state_memory(opt, steps=2)
+    assert r.state_bytes == config.buffers * PARAM_BYTES, config.id
+    assert opt.state_bytes() == r.state_bytes
 
 
 def test_docstring_examples():
-    assert doctest.testmod(M).failed == 0
+    assert doctest.testmod(memory).failed == 0

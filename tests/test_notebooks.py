@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from course_lib.listing import HEADER, resolve, source_text
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import course  # noqa: E402
@@ -119,3 +121,44 @@ def test_readme_lists_every_lesson_with_a_colab_badge():
         assert course.colab_badge(course.repo_url(), rel) in readme, f"no badge for {rel}"
     for rel in re.findall(r"/blob/main/(notebooks/[\w.-]+\.ipynb)\)", readme):
         assert (ROOT / rel).exists(), f"README links a missing notebook: {rel}"
+
+
+def _listings(text: str) -> list[tuple[str, str]]:
+    """``(qualified name, code)`` of every listing :func:`course_lib.listing.show_source` printed
+    into ``text``."""
+    out, name, lines = [], None, []
+    for line in text.splitlines():
+        if line.startswith(HEADER):
+            if name:
+                out.append((name, "\n".join(lines).rstrip()))
+            name, lines = line[len(HEADER):].strip(), []
+        elif name is not None:
+            lines.append(line)
+    if name:
+        out.append((name, "\n".join(lines).rstrip()))
+    return out
+
+
+def test_listing_parser_finds_every_listing():
+    text = f"{HEADER}a.b\ndef b():\n    pass\n\n{HEADER}a.c\nclass C: ...\n"
+    assert _listings(text) == [("a.b", "def b():\n    pass"), ("a.c", "class C: ...")]
+
+
+LISTED = [p for p in EXECUTED if "show_source(" in p.read_text()]
+
+
+@pytest.mark.parametrize("path", LISTED, ids=_ids(LISTED))
+def test_committed_code_listings_match_the_source(path):
+    """A listing stored in a notebook must be the current source: an outdated listing (one that
+    still shows code the library no longer runs) fails here until the notebook is re-executed."""
+    found = 0
+    for cell in _code_cells(_load(path)):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") != "stream":
+                continue
+            for name, code in _listings("".join(output.get("text", ""))):
+                assert code == source_text(resolve(name)), (
+                    f"the listing of {name} in {path.name} is outdated: re-execute the notebook"
+                )
+                found += 1
+    assert found, f"{path.name} calls show_source but stores no listing"

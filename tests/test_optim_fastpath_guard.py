@@ -33,6 +33,29 @@ def fresh_resolution():
     settings.forget_warnings()
 
 
+class Without:
+    """A stand-in for a torch config module that lacks some of its settings (deleting a setting
+    from the real config module cannot be undone)."""
+
+    def __init__(self, target, *missing, **replaced):
+        self._target, self._missing, self._replaced = target, set(missing), replaced
+
+    def __getattr__(self, name):
+        if name in self._missing:
+            raise AttributeError(name)
+        if name in self._replaced:
+            return self._replaced[name]
+        return getattr(self._target, name)
+
+
+def _dynamo_config_without(mp, *missing, **replaced):
+    mp.setattr(torch._dynamo, "config", Without(dynamo_config, *missing, **replaced))
+
+
+def _inductor_config_without(mp, *missing, **replaced):
+    mp.setattr(torch._inductor, "config", Without(inductor_config, *missing, **replaced))
+
+
 def _no_compile_fx(mp):
     mp.setattr(compile_fx_module, "compile_fx", None)
 
@@ -42,29 +65,27 @@ def _no_restart_signal(mp):
 
 
 def _no_specialize_float(mp):
-    mp.delattr(dynamo_config, "specialize_float")
+    _dynamo_config_without(mp, "specialize_float")
 
 
 def _specialize_float_not_a_flag(mp):
-    mp.setattr(dynamo_config, "specialize_float", "yes")
+    _dynamo_config_without(mp, specialize_float="yes")
 
 
 def _no_recompile_limit(mp):
-    for name in ("recompile_limit", "cache_size_limit"):
-        if hasattr(dynamo_config, name):
-            mp.delattr(dynamo_config, name)
+    _dynamo_config_without(mp, "recompile_limit", "cache_size_limit")
 
 
 def _no_config_patch(mp):
-    mp.setattr(type(dynamo_config), "patch", None)  # the config modules' class: both at once
+    _dynamo_config_without(mp, "patch")
 
 
 def _no_vec_isa_setting(mp):
-    mp.delattr(inductor_config.cpp, "vec_isa_ok")
+    _inductor_config_without(mp, cpp=Without(inductor_config.cpp, "vec_isa_ok"))
 
 
 def _no_precompiled_header_setting(mp):
-    mp.delattr(inductor_config, "cpp_cache_precompile_headers")
+    _inductor_config_without(mp, "cpp_cache_precompile_headers")
 
 
 def _no_storage_use_count(mp):
@@ -131,3 +152,10 @@ def test_a_missing_or_different_internal_turns_the_fast_path_off(breakage, monke
     for a, b in zip(params, expected):
         assert torch.equal(a, b)
     assert isinstance(torch_internals.resolve(), str)
+
+
+def test_the_config_modules_are_intact_afterwards():
+    """The stand-ins leave torch's config modules as they were (this test runs after them)."""
+    assert isinstance(dynamo_config.specialize_float, bool)
+    assert hasattr(inductor_config.cpp, "vec_isa_ok")
+    assert isinstance(inductor_config.cpp_cache_precompile_headers, bool)

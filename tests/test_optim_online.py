@@ -16,7 +16,7 @@ import torch
 
 from course_lib.optim import OnlineRMSprop, SCAdagrad, SCRMSprop
 from tests.parity import run_parity
-from tests.test_optim_frontier import assert_maximize_is_descent_on_negated_loss, assert_steps
+from tests.test_optim_frontier import assert_steps
 
 TWO_GROUPS = ({"lr": 0.05, "weight_decay": 0.1}, {"lr": 0.01, "weight_decay": 0.0})
 ROUND_OFF = {"atol": 1e-15, "rtol": 1e-13}  # float64 round-off over 12 steps, nothing more
@@ -102,11 +102,6 @@ def test_sc_rmsprop_by_hand(device):
     w2 = w1 - 0.1 * 1 / (3.5 + 0.1 * math.exp(-0.35))
     w3 = w2 + 0.1 * 1 / (4.875 + 0.1 * math.exp(-0.4875))
     assert_steps(got, [w1, w2, w3])
-
-
-@pytest.mark.parametrize("cls", [OnlineRMSprop, SCAdagrad, SCRMSprop])
-def test_maximize(device, cls):
-    assert_maximize_is_descent_on_negated_loss(functools.partial(cls, lr=0.05), device)
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-import course_lib.sharpness as S
-from course_lib.sharpness import (
+from course_lib.experiments import sharpness
+from course_lib.experiments.sharpness import (
     hessian_vector_product,
     hutchinson_trace,
     model_closure,
@@ -123,4 +123,4 @@ def test_bad_calls():
 
 
 def test_docstring_examples():
-    assert doctest.testmod(S).failed == 0
+    assert doctest.testmod(sharpness).failed == 0

@@ -143,7 +143,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     paths = [p for p in ("tests", *NOTEBOOK_DIRS) if (ROOT / p).exists()]
     cmd = [
         python, "-m", "pytest", *paths,
-        "--nbval-lax", f"--sanitize-with={SANITIZE}",
+        "--nbval-lax", f"--nbval-sanitize-with={SANITIZE}",
         "-p", "no:cacheprovider", "-r", "s",
         *args.extra,
     ]

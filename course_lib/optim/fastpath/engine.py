@@ -245,6 +245,10 @@ class FastPath:
         layout.absorb(flat_state, states)
         return True, out
 
+    @staticmethod
+    def _call_segment(fn, params, grad, state, extra, group):
+        return fn(group, params, [grad], [state], *extra)
+
     def _segmented_run(self, method, layout, history, group, states, segments, extra):
         """:meth:`_run` as one compiled call per segment (:meth:`_segments`), on slices of the
         flat buffers; the same graph serves every length."""
@@ -260,9 +264,8 @@ class FastPath:
                 given = layout.flat_state(as_tensors=True, start=start, end=end)
                 after = dict(given)
                 if compiled_group is None:
-                    ok, _, compiled_group = self.compiler.call(
-                        history, group, lambda g, p=params, gr=grad, s=after: fn(g, p, [gr], [s], *extra)
-                    )
+                    call = partial(self._call_segment, fn, params, grad, after, extra)
+                    ok, _, compiled_group = self.compiler.call(history, group, call)
                     if not ok:
                         return False, None  # nothing ran: the readable path takes the step
                 else:

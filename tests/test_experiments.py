@@ -1,4 +1,5 @@
-"""Measurement helpers of the lessons: each one checked against a case with a known answer."""
+"""Experiments of ``course_lib.experiments`` (stability, geometry, noise): each one checked against
+a case with a known answer."""
 
 from __future__ import annotations
 
@@ -10,22 +11,23 @@ import torch
 from torch import nn
 
 from course_lib.data import make_regression_data
-from course_lib.landscapes import quadratic, saddle
-from course_lib.lessons import (
+from course_lib.experiments.geometry import (
     bezier_losses,
-    bisect_threshold,
-    count_sign_changes,
     fit_bezier_midpoint,
     flat_parameters,
     interpolation_losses,
-    is_divergent,
-    iterations_to_tolerance,
     local_minima,
     loss_barrier,
     losses_along_line,
-    sgd_iterate_variance,
-    sgd_variance_prediction,
 )
+from course_lib.experiments.noise import sgd_iterate_variance, sgd_variance_prediction
+from course_lib.experiments.stability import (
+    bisect_threshold,
+    count_sign_changes,
+    is_divergent,
+    iterations_to_tolerance,
+)
+from course_lib.landscapes import quadratic, saddle
 from course_lib.optim import SGD
 
 

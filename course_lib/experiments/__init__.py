@@ -1,0 +1,17 @@
+"""Experiments the lessons run: each module measures one topic, for any chapter that needs it.
+
+Notebooks contain no library code, yet they measure things that need a loop or two. Each helper
+here does one such measurement, with the method written out in its docstring, and is tested.
+
+- ``stability``   where gradient methods diverge, iterations to a tolerance, sign flips
+- ``noise``       the stationary spread of SGD's iterates (∝ lr / batch size)
+- ``geometry``    the loss along lines and Bézier curves between networks (mode connectivity)
+- ``adaptivity``  effective per-coordinate learning rates; the bias of zero-initialised EMAs
+- ``sparse``      logistic regression with rare features, and its exact optimum
+- ``comparison``  fair optimizer comparisons (lr grid, several seeds, mean ± spread)
+- ``memory``      the state memory an optimizer really holds
+- ``sharpness``   the top Hessian eigenvalue and the Hessian trace
+
+Import the module you need (``from course_lib.experiments.stability import bisect_threshold``);
+importing this package imports none of them.
+"""

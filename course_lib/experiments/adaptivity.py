@@ -1,0 +1,176 @@
+r"""Per-coordinate learning rates, measured (chapters 03 AdaGrad/RMSprop and 04 Adam).
+
+The lessons make claims about *effective learning rates*: AdaGrad's decays like :math:`1/\sqrt t`
+and never recovers from one huge gradient, RMSprop forgets it, bias correction removes the
+:math:`1-\beta^t` shrinkage of a zero-initialised average.
+
+- :func:`effective_lrs`: feed any optimizer a *prescribed* gradient sequence on a single
+  coordinate and record the effective learning rate :math:`|\Delta w_t| / |g_t|` of every step
+  (for SGD it is the lr; for AdaGrad :math:`\eta/(\sqrt{G_t}+\epsilon)`). With
+  :func:`spike_gradients` this is the "inject one huge gradient" experiment.
+- :func:`simulate_ema`: Monte-Carlo estimate of :math:`\mathbb E[v_t]` for a zero-initialised
+  EMA of i.i.d. gradients (or their squares), to compare with :math:`(1-\beta^t)\,\mathbb E[g^2]`.
+
+Everything is float64, seeded and deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from course_lib.train import make_optimizer
+
+__all__ = [
+    "EMASimulation",
+    "effective_lrs",
+    "simulate_ema",
+    "spike_gradients",
+]
+
+DTYPE = torch.float64
+
+
+def spike_gradients(
+    steps: int,
+    spike_at: int | None = None,
+    spike: float = 100.0,
+    base: float = 1.0,
+    *,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """A gradient sequence: ``base`` (plus Gaussian ``noise``), with one ``spike`` at ``spike_at``.
+
+    ``spike_at`` is a 0-based step index (``None``: no spike). The spike *replaces* the gradient
+    of that step, e.g. an exploding gradient from a bad batch.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if spike_at is not None and not 0 <= spike_at < steps:
+        raise ValueError(f"spike_at must be in [0, {steps}), got {spike_at!r}")
+    rng = np.random.default_rng(seed)
+    g = base + noise * rng.standard_normal(steps)
+    if spike_at is not None:
+        g[spike_at] = spike
+    return g
+
+
+def effective_lrs(
+    optimizer: Any,
+    grads: Sequence[float] | np.ndarray,
+    *,
+    scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+    **optimizer_kwargs: Any,
+) -> np.ndarray:
+    r"""Run ``optimizer`` on a parameter fed the gradients ``grads``; return :math:`|\Delta w|/|g|`.
+
+    ``grads`` has shape ``(T,)`` (one coordinate) or ``(T, d)`` (``d`` coordinates stepped
+    together). At step ``t`` the parameter's gradient is *set* to ``grads[t]`` (there is no loss:
+    the gradient sequence is the experiment), the optimizer steps, and the effective learning
+    rate :math:`|w_{t+1} - w_t| / |g_t|` is recorded (NaN where :math:`g_t = 0`). ``optimizer`` is a
+    class plus ``**optimizer_kwargs`` or a factory ``params -> optimizer`` (as everywhere in the
+    course); ``scheduler`` an optional factory ``optimizer -> LRScheduler``, stepped after every
+    step. Returns an array of the shape of ``grads``.
+
+    For SGD the result is the learning rate itself; for AdaGrad on a constant gradient it is
+    :math:`\eta/\sqrt t`; for Adam on a constant gradient it is :math:`\eta/|g|`.
+    """
+    g_all = torch.as_tensor(np.asarray(grads, dtype=float), dtype=DTYPE)
+    if g_all.ndim not in (1, 2) or g_all.shape[0] < 1:
+        raise ValueError(f"grads must have shape (T,) or (T, d), got {tuple(g_all.shape)}")
+    squeeze = g_all.ndim == 1
+    if squeeze:
+        g_all = g_all[:, None]
+    w = torch.zeros(g_all.shape[1], dtype=DTYPE, requires_grad=True)
+    opt = make_optimizer(optimizer, [w], **optimizer_kwargs)
+    sched = scheduler(opt) if scheduler is not None else None
+    points = torch.empty(g_all.shape[0] + 1, g_all.shape[1], dtype=DTYPE)
+    points[0] = w.detach()
+    for t in range(g_all.shape[0]):
+        w.grad = g_all[t].clone()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        points[t + 1] = w.detach()
+    dw = (points[1:] - points[:-1]).abs().numpy()
+    g_abs = g_all.abs().numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(g_abs != 0, dw / g_abs, np.nan)
+    return out[:, 0] if squeeze else out
+
+
+@dataclass
+class EMASimulation:
+    r"""Monte-Carlo estimate of :math:`\mathbb E[v_t]` for a zero-initialised EMA.
+
+    ``t`` (1-based steps), ``mean`` and ``sem`` (its standard error) over ``runs`` independent
+    runs, the exact ``expected`` value :math:`(1-\beta^t)\,\mu` and the stationary target
+    :math:`\mu` (:math:`\mathbb E[g^2]` for the second moment, :math:`\mathbb E[g]` for the first).
+    """
+
+    beta: float
+    t: np.ndarray
+    mean: np.ndarray
+    sem: np.ndarray
+    expected: np.ndarray
+    target: float
+    runs: int
+
+    @property
+    def z(self) -> np.ndarray:
+        """(mean − expected) / sem at every step: standard normal if the formula is right."""
+        return (self.mean - self.expected) / self.sem
+
+    @property
+    def corrected(self) -> np.ndarray:
+        r"""The bias-corrected mean :math:`\overline{v_t}/(1-\beta^t)` (≈ ``target`` at every t)."""
+        return self.mean / (1 - self.beta**self.t)
+
+
+def simulate_ema(
+    beta: float,
+    steps: int,
+    runs: int = 4000,
+    *,
+    mean: float = 0.5,
+    std: float = 1.0,
+    square: bool = True,
+    seed: int = 0,
+) -> EMASimulation:
+    r"""Simulate ``runs`` zero-initialised EMAs of i.i.d. Gaussian gradients for ``steps`` steps.
+
+    Gradients are :math:`g \sim \mathcal N(\text{mean}, \text{std}^2)`. With ``square=True`` the
+    EMA is Adam's second moment :math:`v_t = \beta v_{t-1} + (1-\beta) g_t^2`, whose expectation is
+    :math:`(1-\beta^t)\,\mathbb E[g^2]` with :math:`\mathbb E[g^2] = \text{mean}^2 + \text{std}^2`;
+    with ``square=False`` it is the first moment :math:`m_t` and :math:`\mathbb E[m_t] =
+    (1-\beta^t)\,\text{mean}`.
+    """
+    if not 0 <= beta < 1:
+        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
+    if not isinstance(steps, int) or steps < 1 or not isinstance(runs, int) or runs < 2:
+        raise ValueError(f"need steps >= 1 and runs >= 2, got steps={steps!r}, runs={runs!r}")
+    gen = torch.Generator().manual_seed(seed)
+    v = torch.zeros(runs, dtype=DTYPE)
+    means, sems = np.empty(steps), np.empty(steps)
+    for k in range(steps):
+        g = mean + std * torch.randn(runs, generator=gen, dtype=DTYPE)
+        v.mul_(beta).add_(g * g if square else g, alpha=1 - beta)
+        means[k] = v.mean().item()
+        sems[k] = v.std().item() / math.sqrt(runs)
+    t = np.arange(1, steps + 1)
+    target = mean**2 + std**2 if square else mean
+    return EMASimulation(
+        beta=beta,
+        t=t,
+        mean=means,
+        sem=sems,
+        expected=(1 - beta**t) * target,
+        target=target,
+        runs=runs,
+    )
