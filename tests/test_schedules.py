@@ -523,12 +523,10 @@ def test_schedule_is_a_lambda_lr_multiplier_with_state_dict():
 
 def test_scheduled_lr_works_with_course_optimizer():
     """Schedules plug into the course's own optimizers (torch.optim.Optimizer subclasses)."""
-    optim = pytest.importorskip("course_lib.optim")
-    sgd_cls = getattr(optim, "SGD", None)
-    if sgd_cls is None:
-        pytest.skip("course_lib.optim.SGD is not available")
+    from course_lib.optim import SGD
+
     m = _model()
-    opt = sgd_cls(m.parameters(), lr=0.1)
+    opt = SGD(m.parameters(), lr=0.1)
     schedule = OneCycle(0.1, total_steps=40)
     lrs = _train(opt, ScheduledLR(opt, schedule), m, 40)
     assert [r[0] for r in lrs] == [schedule(t) for t in range(40)]

@@ -47,7 +47,7 @@ class CompileHistory:
     constant_changes: int = 0  # compiled steps that found a new value of a constant
 
 
-def _floaty(value: Any) -> bool:
+def _is_float_hyperparameter(value: Any) -> bool:
     """A float, or a tuple of numbers with a float in it (``betas``)."""
     if isinstance(value, tuple):
         return bool(value) and all(is_scalar(x) for x in value) and any(
@@ -196,7 +196,11 @@ class Compiler:
         """Float hyperparameters that changed since the last compiled step: those the optimizer
         allows as tensors (and are not known to fail) join ``history.tensor_keys``; a change of
         any other counts as a constant change. Returns the keys added now."""
-        seen = {k: v for k, v in group.items() if k not in ("params", "lr") and _floaty(v)}
+        seen = {
+            k: v
+            for k, v in group.items()
+            if k not in ("params", "lr") and _is_float_hyperparameter(v)
+        }
         fresh: dict[str, Any] = {}
         constant_changed = False
         for key, value in seen.items():
