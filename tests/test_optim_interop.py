@@ -133,3 +133,26 @@ def test_adai_state_saved_with_the_old_flag_name_keeps_its_meaning():
     again.load_state_dict(saved)
     assert again.param_groups[0]["decoupled_weight_decay"] is True
     assert "decoupled" not in again.param_groups[0]
+
+
+class AdamWithATrace(O.Adam):
+    """A user's subclass that keeps state of its own."""
+
+    def update(self, group, params, grads, states):
+        for state, g in zip(states, grads):
+            state["last_grad_norm"] = float(g.norm())
+        return super().update(group, params, grads, states)
+
+
+def test_a_subclass_with_state_of_its_own_still_loads_ours_and_torchs():
+    params = [p.requires_grad_() for p in make_params()]
+    opt = AdamWithATrace(params, lr=0.01)
+    _grads(params, 0)
+    opt.step()
+    again = AdamWithATrace(params, lr=0.01)
+    again.load_state_dict(copy.deepcopy(opt.state_dict()))
+    assert "last_grad_norm" in again.state[params[0]]
+    ref = torch.optim.Adam(params, lr=0.01)
+    ref.step()
+    again.load_state_dict(ref.state_dict())
+    assert sorted(again.state[params[0]]) == ["m", "step", "v"]

@@ -67,24 +67,23 @@ def _known(cls: type, table: dict[str, Any]) -> Any:
 
 def translate_state_dict(optimizer: Any, state_dict: dict[str, Any]) -> dict[str, Any]:
     """``state_dict`` with reference names translated to ``optimizer``'s (a shallow-copied dict;
-    unchanged if it already uses ours). Raises ``ValueError`` naming any state key that is
-    neither ours nor translatable."""
-    ours = _known(type(optimizer), STATE_KEYS)
-    if ours is None:  # a user's subclass with its own state: nothing to check against
-        return state_dict
-    names = _known(type(optimizer), TORCH_STATE_NAMES) or {}
+    the same dict if it already uses ours). For a course optimizer, a state key that is neither
+    its own nor translatable raises ``ValueError`` naming it; a user's subclass may keep state of
+    its own, so for it only the reference's names are translated."""
+    cls = type(optimizer)
+    ours = STATE_KEYS.get(cls.__name__) if cls.__module__.startswith("course_lib.optim") else None
+    names = _known(cls, TORCH_STATE_NAMES) or {}
     found = {key for st in state_dict.get("state", {}).values() for key in st}
-    foreign = found - ours
-    if not foreign:
+    if ours is not None:
+        unknown = found - ours - set(names)
+        if unknown:
+            raise ValueError(
+                f"cannot load this state into course_lib.optim.{cls.__name__}: state keys "
+                f"{sorted(unknown)} are not {cls.__name__}'s ({', '.join(sorted(ours))}); it was "
+                "saved by another implementation whose state course_lib cannot translate"
+            )
+    if not found & set(names):
         return state_dict
-    unknown = foreign - set(names)
-    name = type(optimizer).__name__
-    if unknown:
-        raise ValueError(
-            f"cannot load this state into course_lib.optim.{name}: state keys "
-            f"{sorted(unknown)} are not {name}'s ({', '.join(sorted(ours))}); it was saved by "
-            "another implementation whose state course_lib cannot translate"
-        )
     out = dict(state_dict)
     out["state"] = {
         pid: {names.get(k, k): _scalar(names.get(k, k), v) for k, v in st.items()}
