@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from course_lib.optim.base import tensor_bytes
 from course_lib.train import make_optimizer, optimizer_label
 
 __all__ = ["MemoryReport", "measure_state_memory", "optimizer_state_bytes", "tensor_bytes"]
@@ -37,33 +38,10 @@ def _walk(obj: Any):
             yield from _walk(v)
 
 
-def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
-    """Bytes held by ``tensors``, counting each underlying storage once.
-
-    Two views of one buffer (or the same tensor listed twice) cost the memory once: what is
-    counted is the storage each tensor lives in (``untyped_storage().nbytes()``).
-    """
-    seen: set[tuple[str, int]] = set()
-    total = 0
-    for t in tensors:
-        st = t.untyped_storage()
-        nbytes = st.nbytes()
-        ptr = st.data_ptr()
-        key = (str(t.device), ptr)
-        if nbytes == 0:
-            continue
-        if ptr == 0:  # no real allocation to share (e.g. meta tensors): count by size
-            total += nbytes
-            continue
-        if key in seen:
-            continue
-        seen.add(key)
-        total += nbytes
-    return total
-
-
 def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes of all tensors in ``optimizer.state`` (shared storage counted once)."""
+    """Bytes of all tensors in ``optimizer.state``, nested ones too (shared storage counted once;
+    any ``torch.optim.Optimizer``, where :func:`course_lib.optim.state_bytes` reads the state of
+    ours)."""
     return tensor_bytes(_walk(dict(optimizer.state)))
 
 

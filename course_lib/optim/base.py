@@ -28,7 +28,7 @@ the steps above compute (``course_lib.optim.set_fast_path(False)`` runs only the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any, Protocol
 
@@ -37,22 +37,40 @@ from torch import Tensor
 
 from course_lib.optim.interop import translate_state_dict
 
-__all__ = ["BlockOptimizer", "StepEngine", "install_step_engine", "state_bytes"]
+__all__ = ["BlockOptimizer", "StepEngine", "install_step_engine", "state_bytes", "tensor_bytes"]
+
+
+def tensor_bytes(tensors: Iterable[Tensor]) -> int:
+    """Bytes held by ``tensors``, counting each underlying storage once.
+
+    Two views of one buffer (or the same tensor listed twice) cost the memory once: what is
+    counted is the storage each tensor lives in (``untyped_storage().nbytes()``).
+    """
+    seen: set[tuple[str, int]] = set()
+    total = 0
+    for t in tensors:
+        storage = t.untyped_storage()
+        nbytes, ptr = storage.nbytes(), storage.data_ptr()
+        if nbytes == 0:
+            continue
+        if ptr == 0:  # no real allocation to share (e.g. meta tensors): count by size
+            total += nbytes
+            continue
+        key = (str(t.device), ptr)
+        if key not in seen:
+            seen.add(key)
+            total += nbytes
+    return total
 
 
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:
     """Bytes of tensor state an optimizer keeps (each storage counted once)."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for state in optimizer.state.values():
-        for value in state.values():
-            if isinstance(value, Tensor):
-                storage = value.untyped_storage()
-                key = (storage.data_ptr(), storage.nbytes())
-                if key not in seen:
-                    seen.add(key)
-                    total += storage.nbytes()
-    return total
+    return tensor_bytes(
+        value
+        for state in optimizer.state.values()
+        for value in state.values()
+        if isinstance(value, Tensor)
+    )
 
 
 class StepEngine(Protocol):
