@@ -733,3 +733,33 @@ def test_read_in_place_edge_cases(case, read_in_place):
     (slow, slow_p, _), (fast, fast_p, segmented) = runs
     assert_same(slow, slow_p, fast, fast_p, case)
     assert segmented == {"non_contiguous": 2 * 5, "maximize": 0, "shared": 0}[case]
+
+
+def test_numbers_computed_from_the_step_are_hoisted_out_of_the_loop(monkeypatch, fast_everywhere):
+    """``1 - beta**t`` is computed once per step (through the barrier), not per element: the
+    graph the compiler gets routes each such number through ``course_lib::scalar_barrier``."""
+    from course_lib.optim.fastpath import hoisting
+
+    seen = []
+    real = hoisting.hoist_scalars
+
+    def recording(gm, barrier):
+        real(gm, barrier)
+        seen.append(gm.graph)
+
+    monkeypatch.setattr(compiler, "hoist_scalars", recording)
+    monkeypatch.setattr(compiler, "_BACKENDS", {})  # a fresh backend that uses the recorder
+    torch._dynamo.reset()
+    run_both(BY_ID["Adam"], steps=3)
+    torch._dynamo.reset()
+    barrier = torch_internals.resolve().scalar_barrier
+    assert seen
+    for graph in seen:
+        pows = [n for n in graph.nodes if n.target is pow or getattr(n.target, "__name__", "") == "pow"]
+        assert pows, "no power of beta in the traced update"
+        for node in pows:  # 1 - beta**t, then every elementwise use passes the barrier
+            (sub,) = node.users
+            consumers = [u for u in sub.users if u.target is not torch.scalar_tensor]
+            assert not consumers, f"{sub} feeds {consumers} directly"
+            (tensor,) = sub.users
+            assert [u.target for u in tensor.users] == [barrier]

@@ -104,7 +104,13 @@ def _foreach_copy_does_nothing(mp):
     mp.setattr(torch, "_foreach_copy_", lambda dst, src: None)
 
 
+def _no_custom_op(mp):
+    mp.setattr(torch_internals, "_BARRIER", None)  # as in a process that never made it
+    mp.delattr(torch.library, "custom_op")
+
+
 BREAKAGES = [
+    _no_custom_op,
     _no_compile_fx,
     _no_restart_signal,
     _no_specialize_float,

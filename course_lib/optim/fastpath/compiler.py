@@ -10,7 +10,9 @@ optimizer declares safe as tensors (:mod:`course_lib.optim.fastpath.traits`) onc
 Other floats are constants of the graph: a new value recompiles, and a group whose constants keep
 changing stops compiling after a few values, with a warning.
 
-The compiler backend is inductor, with two settings that only save time: it trusts the vector
+The compiler backend is inductor, after one graph pass (:mod:`~course_lib.optim.fastpath.hoisting`:
+numbers computed from the step once per step, not per element), with two settings that only save
+time: it trusts the vector
 instruction set the CPU reports instead of probing it in a new process (0.7 s per process), and
 if a C++ build fails (a precompiled header left broken by another process, or a compiler that
 cannot build for that instruction set) it retries once without both.
@@ -27,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from course_lib.optim.fastpath.hoisting import hoist_scalars
 from course_lib.optim.fastpath.layout import is_scalar
 from course_lib.optim.fastpath.settings import STATS, warn_once
 from course_lib.optim.fastpath.torch_internals import Internals
@@ -67,6 +70,7 @@ def backend_for(internals: Internals) -> Callable:
         return known[1]
 
     def backend(gm: torch.fx.GraphModule, example_inputs):
+        hoist_scalars(gm, internals.scalar_barrier)
         try:
             with internals.trusted_isa():
                 compiled = internals.compile_fx(gm, example_inputs)

@@ -2,7 +2,8 @@
 
 The fast path needs a few things torch does not promise to keep: dynamo and inductor settings, the
 inductor entry point, dynamo's restart signal, the storage use count (to see whether anything
-else shares a parameter's memory) and ``torch._foreach_copy_``. Nothing else in
+else shares a parameter's memory), ``torch._foreach_copy_``, and a custom op (the barrier of
+``hoisting.py``, which also reads dynamo's ``example_value`` of each traced node). Nothing else in
 :mod:`course_lib.optim.fastpath` reaches past torch's public API; everything here is resolved
 once by :func:`resolve`, which also checks that each piece *behaves* as expected. If anything is
 missing or different (a newer or older torch), :func:`resolve` says what, the fast path warns once
@@ -38,6 +39,7 @@ class Internals:
     no_precompiled_headers: dict[str, Any]  # the retry setting after a failed C++ build
     storage_use_count: Callable[[torch.Tensor], int]  # tensors sharing a tensor's storage
     foreach_copy: Callable[[list[torch.Tensor], list[torch.Tensor]], None]
+    scalar_barrier: Callable  # an identity the compiler cannot inline (hoisting.py)
 
     def dynamo(self):
         """The dynamo settings of every compiled call (a context manager)."""
@@ -53,6 +55,26 @@ class Internals:
 GRAPHS_PER_METHOD = 64  # compiled graphs kept per optimizer method (dynamo's default: 8)
 
 _RESOLVED: Internals | str | None = None
+_BARRIER: Callable | None = None  # registered once per process: an op name cannot be reused
+
+
+def _scalar_barrier() -> Callable:
+    """``course_lib::scalar_barrier``: the identity on a 0-d tensor, as an opaque custom op."""
+    global _BARRIER
+    if _BARRIER is None:
+        custom_op = getattr(torch.library, "custom_op", None)
+        _need(callable(custom_op), "torch.library.custom_op is missing")
+
+        @custom_op("course_lib::scalar_barrier", mutates_args=())
+        def scalar_barrier(x: torch.Tensor) -> torch.Tensor:
+            return x.clone()
+
+        @scalar_barrier.register_fake
+        def _(x: torch.Tensor) -> torch.Tensor:
+            return torch.empty_like(x)
+
+        _BARRIER = torch.ops.course_lib.scalar_barrier.default
+    return _BARRIER
 
 
 def reset() -> None:
@@ -138,4 +160,5 @@ def _resolve() -> Internals:
         no_precompiled_headers={"cpp_cache_precompile_headers": False},
         storage_use_count=storage_use_count,
         foreach_copy=foreach_copy,
+        scalar_barrier=_scalar_barrier(),
     )
