@@ -108,29 +108,34 @@ def test_box_process_has_no_privileges(box):
 
 
 def test_box_runs_as_the_sandbox_user_on_the_host(box):
-    """Outside, the box's processes belong to ``nobody``, not to the grader (root)."""
+    """Outside, student code runs as ``nobody``; its supervisor keeps only the box-local
+    capabilities it needs (kill, switch user) and nothing in any other namespace."""
     cells = ["import time\nfor _ in range(60):\n    time.sleep(0.05)\nhold = 1.0"]
-    seen: list[int] = []
+    seen: set[tuple[int, int]] = set()
 
     def watch():
         time.sleep(1.0)  # the box is running its cell by now (set-up takes milliseconds)
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline and not seen:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
             for pid in isolation.descendants(box.proc.pid):
                 try:
                     with open(f"/proc/{pid}/status") as f:
-                        status = f.read()
+                        status = dict(
+                            line.split(":", 1) for line in f.read().splitlines() if ":" in line
+                        )
                 except OSError:
                     continue
-                if "python" in status.split("\n", 1)[0]:
-                    seen.append(int(status.split("\nUid:")[1].split()[0]))
+                if "python" in status["Name"]:
+                    seen.add((int(status["Uid"].split()[0]), int(status["CapEff"], 16)))
             time.sleep(0.05)
 
     t = threading.Thread(target=watch)
     t.start()
     run(box, cells, ["hold"])
     t.join()
-    assert seen and seen[0] == isolation.sandbox_ids("nobody")[0]
+    nobody = isolation.sandbox_ids("nobody")[0]
+    supervisor = sum(1 << c for c in isolation.SUPERVISOR_CAPS)
+    assert seen == {(nobody, 0), (0, supervisor)}
 
 
 def test_box_sees_no_solutions_submissions_or_grader(box, tmp_path):

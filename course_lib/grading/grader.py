@@ -384,6 +384,7 @@ class BoxSettings:
     box_uid: int | None = None
     box_gid: int | None = None
     scratch_root: str | None = None  # process mode: where box folders go
+    image_tmp: str | None = None  # the clean images' TMPDIR (torch and matplotlib write there)
     secrets: list[str] = field(default_factory=list)  # paths no box may see
 
 
@@ -469,9 +470,10 @@ class Worker:
             "PYTHONSAFEPATH": "1",
             "PYTHONNOUSERSITE": "1",
         }
-        for key in ("MPLCONFIGDIR", "TMPDIR"):
-            if key in os.environ:
-                env[key] = os.environ[key]
+        if "MPLCONFIGDIR" in os.environ:
+            env["MPLCONFIGDIR"] = os.environ["MPLCONFIGDIR"]
+        if self.settings.image_tmp:  # removed with the run: nothing is left in the temp folder
+            env["TMPDIR"] = self.settings.image_tmp
         self._log.seek(0)
         self._log.truncate()
         mine, theirs = socket.socketpair()
@@ -862,9 +864,8 @@ def grade_submissions(
     n_workers = max(1, min(jobs or os.cpu_count() or 1, max(1, len(subs))))
     results: dict[str, tuple[Submission, list[tuple[float, str]], list[str]]] = {}
     workers: list[Worker] = []
+    run_dir = _run_dir(settings)
     try:
-        if settings.mode == isolation.MODE_PROCESS:
-            settings.scratch_root = _scratch_root()
         workers = [Worker(settings) for _ in range(n_workers)]
         problem = workers[0].selftest(limits) if settings.mode == isolation.MODE_BWRAP else None
         if problem is not None:
@@ -875,7 +876,8 @@ def grade_submissions(
             why = f"a test box failed: {problem}"
             new, warnings = _process_settings(why, settings.sandbox_user)
             new.secrets, settings = settings.secrets, new
-            settings.scratch_root = _scratch_root()
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir = _run_dir(settings)
             for w in warnings:
                 print(w, file=sys.stderr)
             workers = [Worker(settings) for _ in range(n_workers)]
@@ -932,8 +934,7 @@ def grade_submissions(
     finally:
         for w in workers:
             w.close()
-        if settings.scratch_root:
-            shutil.rmtree(settings.scratch_root, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
 
     rows, notes_by_student = [], {}
     for student in sorted(results):
@@ -951,11 +952,21 @@ def grade_submissions(
     return report
 
 
-def _scratch_root() -> str:
-    """Process mode: a private folder for the boxes' scratch folders (removed at the end)."""
-    root = tempfile.mkdtemp(prefix="course-grade-")
-    os.chmod(root, 0o711)  # a box may enter its own folder, not list the others
-    return root
+def _run_dir(settings: BoxSettings) -> str:
+    """A private folder for one grading run, removed at its end (nothing is left behind).
+
+    It holds the clean images' temporary files and, in process mode, the boxes' scratch folders
+    (a box may enter its own folder but not list the others).
+    """
+    run_dir = tempfile.mkdtemp(prefix="course-grade-")
+    os.chmod(run_dir, 0o711)
+    settings.image_tmp = os.path.join(run_dir, "image")
+    os.mkdir(settings.image_tmp, 0o700)
+    if settings.mode == isolation.MODE_PROCESS:
+        settings.scratch_root = os.path.join(run_dir, "boxes")
+        os.mkdir(settings.scratch_root)
+        os.chmod(settings.scratch_root, 0o711)
+    return run_dir
 
 
 def write_outputs(report: Report, out_dir: Path, subs: dict[str, Submission]) -> None:

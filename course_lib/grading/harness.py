@@ -348,14 +348,22 @@ def _set_limits(limits: dict) -> None:
     lower(resource.RLIMIT_CORE, 0)
 
 
-def _child(job: dict, skip: set, done: set, fd: int) -> None:
-    """Run the job's steps in this (forked) process, reporting on ``fd``; never returns."""
+def _child(job: dict, skip: set, done: set, fd: int, prepare) -> None:
+    """Run the job's steps in this (forked) process, reporting on ``fd``; never returns.
+
+    ``prepare()`` (when given) drops this process to the box user before any student code runs
+    and returns what is wrong with its confinement (nothing runs if anything is).
+    """
     try:
         _setsid()
         os.closerange(3, fd)
         os.closerange(fd + 1, 65536)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
+        problems = prepare() if prepare is not None else []
+        if problems:
+            _emit(fd, {"fatal": "refusing to run: " + "; ".join(problems)[:MAX_TEXT]})
+            _exit(3)
         _set_limits(job.get("limits", {}))
         _T["torch"].manual_seed(0)
         ns = {"__name__": "__main__", "__builtins__": builtins}
@@ -412,8 +420,24 @@ def _status_text(status: int) -> str:
     return f"exited with code {os.WEXITSTATUS(status)} (os._exit / sys.exit outside a cell?)"
 
 
-def _kill_attempt(pid: int) -> int:
-    """Kill an attempt child and what it started in its process group; return its status."""
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when ``pid`` exits (Linux 5.3+), else None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _exited(pid: int) -> bool:
+    """Has the child ``pid`` exited? (It stays a zombie: its status is collected later.)"""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _kill_attempt(pid: int, cleanup) -> int:
+    """Kill an attempt child, its process group and (``cleanup``) all it left; return its status."""
     try:
         _killpg(pid, signal.SIGKILL)
     except OSError:
@@ -422,18 +446,18 @@ def _kill_attempt(pid: int) -> int:
         _, status = _waitpid(pid, 0)
     except ChildProcessError:
         status = 0
-    while True:  # reap what the submission left behind and got re-parented to us
-        try:
-            p, _ = _waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break
-        if p == 0:
-            break
+    if cleanup is not None:
+        cleanup()
     return status
 
 
-def run_job(job: dict, emit) -> None:
-    """Run all steps of ``job``, replaying around failures; stream results through ``emit``."""
+def run_job(job: dict, emit, prepare=None, cleanup=None) -> None:
+    """Run all steps of ``job``, replaying around failures; stream results through ``emit``.
+
+    ``prepare`` runs in every attempt child before student code (see :func:`_child`);
+    ``cleanup`` runs after every attempt: in a box it kills every process the attempt left
+    behind, so a replay never shares the box with a survivor of the attempt before.
+    """
     cells, probes = job["cells"], job["probes"]
     n_cells = _len(cells)
     n_steps = n_cells + _len(probes)
@@ -452,34 +476,20 @@ def run_job(job: dict, emit) -> None:
         pid = _fork()
         if pid == 0:
             _close(r)
-            _child(job, skip, done, w)
+            _child(job, skip, done, w, prepare)
         _close(w)
         reader = LineReader(budget)
-        current, started, step_bytes, finished, failure = None, 0.0, 0, False, None
-        while True:
-            now = _monotonic()
-            if current is not None:
-                limit = cell_timeout if current < n_cells else probe_timeout
-                step_deadline = started + limit
-            else:
-                step_deadline = now + cell_timeout
-            deadline = min(step_deadline, job_deadline)
-            ready, _, _ = _select([r], [], [], max(0.0, deadline - now))
-            if not ready:
-                failure = "timeout" if deadline == step_deadline else "job_timeout"
-                break
-            chunk = _read(r, 1 << 16)
-            if not chunk:
-                break
+        st = {"current": None, "started": 0.0, "step_bytes": 0, "finished": False}
+
+        def take(chunk: bytes, st=st, reader=reader) -> str | None:
+            """Handle a chunk of the child's output; return a failure or None."""
             try:
                 lines = reader.feed(chunk)
             except Flood:
-                failure = "job_flood"
-                break
-            step_bytes += _len(chunk)
-            if current is not None and step_bytes > MAX_STEP_BYTES:
-                failure = "step_flood"
-                break
+                return "job_flood"
+            st["step_bytes"] += _len(chunk)
+            if st["current"] is not None and st["step_bytes"] > MAX_STEP_BYTES:
+                return "step_flood"
             for line in lines:
                 try:
                     msg = _loads(line)
@@ -487,20 +497,59 @@ def run_job(job: dict, emit) -> None:
                     continue
                 if _type(msg) is not _dict:
                     continue
+                current = st["current"]
                 if "begin" in msg and _type(msg["begin"]) is _int and 0 <= msg["begin"] < n_steps:
-                    current, started, step_bytes = msg["begin"], _monotonic(), 0
-                    emit({"begin": current})
+                    st.update(current=msg["begin"], started=_monotonic(), step_bytes=0)
+                    emit({"begin": msg["begin"]})
                 elif "end" in msg and current is not None and msg.get("end") == current:
                     if current not in answered:
                         answered.add(current)
                         emit({"end": current, "result": msg.get("result")})
-                    current = None
+                    st["current"] = None
                 elif msg.get("finished") is True:
-                    finished = True
+                    st["finished"] = True
                 elif "fatal" in msg:
                     emit({"event": f"sandbox setup failed: {_str(msg['fatal'])[:MAX_TEXT]}"})
+            return None
+
+        # The child's exit is watched on its own (a pidfd, else polling): what it started may
+        # hold the pipe open after it died, and the death must not pass for a time-out.
+        exit_fd = _pidfd(pid)
+        watched = [r] if exit_fd is None else [r, exit_fd]
+        failure = None
+        while True:
+            now = _monotonic()
+            if st["current"] is not None:
+                limit = cell_timeout if st["current"] < n_cells else probe_timeout
+                step_deadline = st["started"] + limit
+            else:
+                step_deadline = now + cell_timeout
+            deadline = min(step_deadline, job_deadline)
+            wait = max(0.0, deadline - now)
+            ready, _, _ = _select(watched, [], [], wait if exit_fd is not None else min(wait, 0.1))
+            if r in ready:
+                chunk = _read(r, 1 << 16)
+                if not chunk:
+                    break
+                failure = take(chunk)
+                if failure:
+                    break
+                continue
+            if (exit_fd is not None and exit_fd in ready) or (exit_fd is None and _exited(pid)):
+                while not failure and _select([r], [], [], 0)[0]:  # what it wrote before dying
+                    chunk = _read(r, 1 << 16)
+                    if not chunk:
+                        break
+                    failure = take(chunk)
+                break
+            if _monotonic() >= deadline:
+                failure = "timeout" if deadline == step_deadline else "job_timeout"
+                break
+        if exit_fd is not None:
+            _close(exit_fd)
+        current, finished = st["current"], st["finished"]
         _close(r)
-        status = _kill_attempt(pid)
+        status = _kill_attempt(pid, cleanup)
         budget -= reader.total
         if finished:
             return
@@ -575,11 +624,14 @@ def _box_environment(home: str) -> None:
     sys.dont_write_bytecode = True
 
 
-def box_main(chan_fd: int, mode: str, max_processes: int | None, check_path: bool) -> None:
-    """Process G: check the confinement, run one submission's job, report; never returns.
+def box_main(chan_fd: int, mode: str, drop: dict | None) -> None:
+    """Process G, a box's supervisor: check it, run one submission's job, report; never returns.
 
-    ``max_processes`` is the box's ``RLIMIT_NPROC``; ``check_path`` asks for the check that no
-    directory on the import path is writable (G runs as a user other than the image's).
+    G itself runs no student code: every attempt child switches to the box user first (``drop``:
+    ``{"box": max_processes}`` in isolated mode, ``{"uid", "gid", "max_processes"}`` for a root
+    grader in process mode, ``None`` without root). So a submission cannot signal, trace or kill
+    its supervisor, and whatever it leaves behind is killed before the next attempt (G adopts
+    orphans as a subreaper).
     """
     from course_lib.grading import isolation
 
@@ -588,19 +640,31 @@ def box_main(chan_fd: int, mode: str, max_processes: int | None, check_path: boo
         sock = socket.socket(fileno=chan_fd)
         _quiet_stdio()
         _box_environment(os.getcwd())
-        if max_processes:
-            resource.setrlimit(resource.RLIMIT_NPROC, (max_processes, max_processes))
-        problems = []
+        subreaper = isolation.become_subreaper()
+        problems, prepare = [], None
         if mode == isolation.MODE_BWRAP:
-            problems = isolation.confinement_problems()
-        elif check_path:
-            problems = isolation.writable_import_path()
+            supervisor = sum(1 << c for c in isolation.SUPERVISOR_CAPS)
+            problems = isolation.confinement_problems(0, supervisor, outside_parent=True)
+            max_processes = drop["box"] if drop else None
+
+            def prepare():
+                isolation.become_box_user(max_processes)
+                return isolation.confinement_problems(isolation.BOX_UID, 0)
+
+        elif drop is not None:
+            uid, gid, max_processes = drop["uid"], drop["gid"], drop["max_processes"]
+
+            def prepare():
+                isolation.become_user(uid, gid, max_processes)
+                return isolation.writable_import_path()
+
         if problems:
             send_message(sock, {"fatal": "refusing to run: " + "; ".join(problems)[:MAX_TEXT]})
             _exit(4)
         send_message(sock, {"ready": {"mode": mode, "uid": os.getuid(), "pid": os.getpid()}})
         job = _read_job(sock)
-        run_job(job, lambda msg: send_message(sock, msg))
+        cleanup = isolation.kill_descendants if subreaper else None
+        run_job(job, lambda msg: send_message(sock, msg), prepare, cleanup)
         send_message(sock, {"finished": True})
     except _BaseException as exc:  # noqa: BLE001 - report anything, never hang the grader
         try:
@@ -658,13 +722,13 @@ def _enter_and_run(chan_fd: int, to_z: int, from_z: int, max_processes: int) -> 
         _write(to_z, b"limited\n")
         target = _int(_readline(from_z, 60))
         isolation.join_box(target)
-        isolation.become_box_user()
+        isolation.become_box_supervisor()
         _chdir("/tmp")
         g = _fork()
         if g == 0:
             _close(to_z)
             _close(from_z)
-            box_main(chan_fd, isolation.MODE_BWRAP, max_processes, True)
+            box_main(chan_fd, isolation.MODE_BWRAP, {"box": max_processes})
         _write(to_z, f"g {g}\n".encode())
         _exit(0)
     except _BaseException as exc:  # noqa: BLE001
@@ -802,17 +866,14 @@ class _Image:
                 _close_fds_except({chan_fd})
                 _setsid()
                 _chdir(self.scratch)
-                max_processes = None
-                if root:
-                    os.setgroups([])
-                    os.setgid(cfg["box_gid"])
-                    os.setuid(cfg["box_uid"])
-                    max_processes = 512  # counted per user: shared by all boxes of this user
             except _BaseException:
                 _exit(5)
             from course_lib.grading import isolation
 
-            box_main(chan_fd, isolation.MODE_PROCESS, max_processes, root)
+            drop = None
+            if root:  # the attempt children run as the sandbox user, G stays the image's user
+                drop = {"uid": cfg["box_uid"], "gid": cfg["box_gid"], "max_processes": 512}
+            box_main(chan_fd, isolation.MODE_PROCESS, drop)
         _close(chan_fd)
         self.g = g
         return {"spawned": {"g": g}}

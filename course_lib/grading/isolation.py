@@ -370,26 +370,86 @@ class _CapData(ctypes.Structure):
     ]
 
 
-def become_box_user() -> None:
-    """Switch to the box user and keep no capability and no way to gain one."""
-    os.setgroups([])
+# What the box's supervisor (the process that runs the attempts, uid 0 of the box's user
+# namespace) keeps: signal the box user's processes, switch a child to the box user, drop a child's
+# bounding set. These act only inside the box's namespaces; everything else is dropped.
+_CAP_KILL, _CAP_SETGID, _CAP_SETUID, _CAP_SETPCAP = 5, 6, 7, 8
+SUPERVISOR_CAPS = (_CAP_KILL, _CAP_SETGID, _CAP_SETUID, _CAP_SETPCAP)
+
+
+def _cap_last() -> int:
     with open("/proc/sys/kernel/cap_last_cap") as f:
-        last = int(f.read())
-    for cap in range(last + 1):
-        prctl(_PR_CAPBSET_DROP, cap)
-    os.setresgid(BOX_UID, BOX_UID, BOX_UID)
-    os.setresuid(BOX_UID, BOX_UID, BOX_UID)  # a real uid change: the kernel drops all caps
+        return int(f.read())
+
+
+def _capset(mask: int) -> None:
+    data = (_CapData * 2)()
+    for i in range(2):
+        word = (mask >> (32 * i)) & 0xFFFFFFFF
+        data[i].effective, data[i].permitted, data[i].inheritable = word, word, 0
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    _check(_libc().capset(ctypes.byref(header), data), "capset")
+
+
+def _clear_ambient() -> None:
     try:
         prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
     except IsolationError:
         pass  # kernels before 4.3 have no ambient capabilities
-    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    _check(_libc().capset(ctypes.byref(header), (_CapData * 2)()), "capset")
+
+
+def become_box_supervisor() -> None:
+    """Keep only :data:`SUPERVISOR_CAPS` (in the box's user namespace) and ``no_new_privs``."""
+    os.setgroups([])
+    for cap in range(_cap_last() + 1):
+        if cap not in SUPERVISOR_CAPS:
+            prctl(_PR_CAPBSET_DROP, cap)
+    _capset(sum(1 << c for c in SUPERVISOR_CAPS))
+    _clear_ambient()
     prctl(_PR_SET_NO_NEW_PRIVS, 1)
 
 
-def confinement_problems() -> list[str]:
-    """Checks that a process in a box runs before any student code (empty list: all good)."""
+def become_box_user(max_processes: int | None) -> None:
+    """An attempt child: switch to the box user and keep no capability and no way to gain one.
+
+    The uid change is real (0 to the box user, mapped to ``nobody`` outside), so the kernel
+    clears every capability and counts this process and its children under the box user of the
+    box's own user namespace, where ``RLIMIT_NPROC`` limits them.
+    """
+    import resource
+
+    for cap in range(_cap_last() + 1):
+        prctl(_PR_CAPBSET_DROP, cap)
+    os.setgroups([])
+    if max_processes:
+        resource.setrlimit(resource.RLIMIT_NPROC, (max_processes, max_processes))
+    os.setresgid(BOX_UID, BOX_UID, BOX_UID)
+    os.setresuid(BOX_UID, BOX_UID, BOX_UID)
+    _clear_ambient()
+    _capset(0)
+    prctl(_PR_SET_NO_NEW_PRIVS, 1)
+
+
+def become_user(uid: int, gid: int, max_processes: int | None) -> None:
+    """Process mode, grader running as root: an attempt child becomes the sandbox user."""
+    import resource
+
+    os.setgroups([])
+    os.setgid(gid)
+    if max_processes:
+        resource.setrlimit(resource.RLIMIT_NPROC, (max_processes, max_processes))
+    os.setuid(uid)
+
+
+def confinement_problems(
+    uid: int = BOX_UID, caps: int = 0, outside_parent: bool = False
+) -> list[str]:
+    """Checks a box process runs before any student code (an empty list: all good).
+
+    ``uid`` and ``caps`` are what the process must have (the box user and nothing for an attempt
+    child; uid 0 of the box and :data:`SUPERVISOR_CAPS` for the supervisor); with
+    ``outside_parent`` its parent must be outside its PID namespace.
+    """
     problems = []
     try:
         with open("/proc/self/status") as f:
@@ -397,13 +457,14 @@ def confinement_problems() -> list[str]:
     except OSError as exc:
         return [f"cannot read /proc/self/status: {exc}"]
     for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
-        if key in status and int(status[key].strip(), 16) != 0:
-            problems.append(f"{key} is not empty")
+        want = 0 if key in ("CapInh", "CapAmb") else caps
+        if key in status and int(status[key].strip(), 16) != want:
+            problems.append(f"{key} is {status[key].strip()}, not {want:016x}")
     if status.get("NoNewPrivs", "").strip() != "1":
         problems.append("no_new_privs is not set")
-    if {int(x) for x in status.get("Uid", "").split()} != {BOX_UID}:
-        problems.append(f"uid is {status.get('Uid', '?').split()}, not {BOX_UID}")
-    if os.getppid() != 0:
+    if {int(x) for x in status.get("Uid", "").split()} != {uid}:
+        problems.append(f"uid is {status.get('Uid', '?').split()}, not {uid}")
+    if outside_parent and os.getppid() != 0:
         problems.append("the parent process is visible (not in a PID namespace of its own)")
     if not os.statvfs("/").f_flag & os.ST_RDONLY:
         problems.append("the root file system is writable")
