@@ -57,8 +57,10 @@ except ImportError:  # Windows: grading refuses to run there (no fork)
 
 # Captured before any student code runs: a submission can rebind these names in the modules it
 # sees, but not these module-level references.
-_fork, _pipe, _close, _read, _write, _dup2 = os.fork, os.pipe, os.close, os.read, os.write, os.dup2
-_exit, _waitpid, _kill, _killpg, _setsid = os._exit, os.waitpid, os.kill, os.killpg, os.setsid
+_pipe, _close, _read, _write, _dup2 = os.pipe, os.close, os.read, os.write, os.dup2
+_exit, _waitpid, _kill = os._exit, os.waitpid, os.kill
+# POSIX only (grading refuses to start without fork; the module still imports on Windows)
+_fork, _killpg, _setsid = (getattr(os, name, None) for name in ("fork", "killpg", "setsid"))
 _open, _chdir, _monotonic, _select = os.open, os.chdir, time.monotonic, select.select
 _dumps, _loads = json.dumps, json.loads
 _type, _len, _float, _int, _str, _list, _dict = type, len, float, int, str, list, dict
@@ -428,12 +430,20 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
+_REAPED: dict[int, int] = {}  # exit statuses collected early where waitid is missing (macOS)
+
+
 def _exited(pid: int) -> bool:
-    """Has the child ``pid`` exited? (It stays a zombie: its status is collected later.)"""
+    """Has the child ``pid`` exited? (Its status stays available to :func:`_kill_attempt`.)"""
     try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        if hasattr(os, "waitid"):
+            return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        done, status = _waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         return True
+    if done:
+        _REAPED[pid] = status
+    return bool(done)
 
 
 def _kill_attempt(pid: int, cleanup) -> int:
@@ -445,7 +455,7 @@ def _kill_attempt(pid: int, cleanup) -> int:
     try:
         _, status = _waitpid(pid, 0)
     except ChildProcessError:
-        status = 0
+        status = _REAPED.pop(pid, 0)
     if cleanup is not None:
         cleanup()
     return status
