@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from course_lib.grading import isolation
-from course_lib.grading.grader import DEFAULT_LIMITS, Worker, choose_mode
+from course_lib.grading.grader import DEFAULT_LIMITS, Worker, choose_mode, grade_submissions
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
@@ -409,3 +409,30 @@ def test_process_mode_leaves_no_scratch_folder(process_box):
     root = Path(process_box.settings.scratch_root)
     run(process_box, ["import os\nopen('big', 'wb').write(b'x' * 2**20)\nok = 1.0"], ["ok"])
     assert list(root.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing the mode
+# ---------------------------------------------------------------------------------------------
+
+
+def test_isolated_mode_is_the_default_where_available(tmp_path, capsys):
+    require_bwrap()
+    (tmp_path / "ada.ipynb").write_bytes((SOLUTIONS / "01_gradient_descent.ipynb").read_bytes())
+    report = grade_submissions("01_gradient_descent", [tmp_path], progress=False, jobs=1)
+    assert report.mode == isolation.MODE_BWRAP and report.warnings == []
+    assert "WARNING" not in capsys.readouterr().err
+    assert report.totals() == {"ada": 6.0}
+
+
+def test_process_mode_warns_once_saying_what_is_not_isolated(tmp_path, capsys):
+    (tmp_path / "ada.ipynb").write_bytes((SOLUTIONS / "01_gradient_descent.ipynb").read_bytes())
+    (tmp_path / "ben.ipynb").write_bytes((SOLUTIONS / "01_gradient_descent.ipynb").read_bytes())
+    report = grade_submissions(
+        "01_gradient_descent", [tmp_path], progress=False, jobs=2, isolation_mode="process"
+    )
+    err = capsys.readouterr().err
+    assert report.mode == isolation.MODE_PROCESS and report.totals() == {"ada": 6.0, "ben": 6.0}
+    assert err.count("WARNING") == 1 and len(report.warnings) == 1
+    for what in ("NOT isolated", "network", "/tmp", "other submissions", "container"):
+        assert what in err, what

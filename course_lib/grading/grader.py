@@ -502,7 +502,10 @@ class Worker:
             "scratch_root": s.scratch_root,
             "secrets": s.secrets,
         }
-        send_message(mine, {"config": config})
+        try:
+            send_message(mine, {"config": config})
+        except OSError:
+            pass  # the image died at once: wait_ready() reports it with its log
         self._ready, self.broken = False, False
 
     def _log_tail(self) -> str:
@@ -615,7 +618,7 @@ class Worker:
                 if not data:
                     if not ready:
                         raise SandboxError("the box ended before it started")
-                    asm.stop("the box's process ended early (killed from inside the submission?)")
+                    asm.stop("the box's supervisor stopped unexpectedly")
                     break
                 try:
                     lines = reader.feed(data)
