@@ -436,3 +436,25 @@ def test_process_mode_warns_once_saying_what_is_not_isolated(tmp_path, capsys):
     assert err.count("WARNING") == 1 and len(report.warnings) == 1
     for what in ("NOT isolated", "network", "/tmp", "other submissions", "container"):
         assert what in err, what
+
+
+@pytest.mark.parametrize("mode", [isolation.MODE_BWRAP, isolation.MODE_PROCESS])
+def test_limits_cannot_be_raised_from_inside(request, mode):
+    worker = request.getfixturevalue("box" if mode == isolation.MODE_BWRAP else "process_box")
+    # without root, process mode cannot limit processes per submission (documented)
+    nproc = mode == isolation.MODE_BWRAP or os.geteuid() == 0
+    cells = [
+        "import resource\n"
+        "raised = 0.0\n"
+        "for which in (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_FSIZE,\n"
+        f"              resource.RLIMIT_NOFILE{', resource.RLIMIT_NPROC' if nproc else ''}):\n"
+        "    soft, hard = resource.getrlimit(which)\n"
+        "    try:\n"
+        "        resource.setrlimit(which, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\n"
+        "        raised += 1\n"
+        "    except (ValueError, OSError):\n"
+        "        pass\n"
+        "nofile = float(resource.getrlimit(resource.RLIMIT_NOFILE)[1])\n"
+    ]
+    v, _ = run(worker, cells, ["raised", "nofile"])
+    assert v == {"raised": 0, "nofile": 1024}

@@ -330,13 +330,13 @@ def _emit(fd: int, msg: dict) -> None:
 
 
 def _set_limits(limits: dict) -> None:
-    def lower(which, value):
+    def lower(which, value):  # soft and hard: student code cannot raise it again
         soft, hard = resource.getrlimit(which)
         value = _int(value)
         if hard != resource.RLIM_INFINITY:
             value = min(value, hard)
         try:
-            resource.setrlimit(which, (value, value if hard == resource.RLIM_INFINITY else hard))
+            resource.setrlimit(which, (value, value))
         except (ValueError, OSError):  # macOS does not enforce every limit
             pass
 
@@ -347,6 +347,7 @@ def _set_limits(limits: dict) -> None:
     if limits.get("cpu_seconds"):
         lower(resource.RLIMIT_CPU, limits["cpu_seconds"])
     lower(resource.RLIMIT_FSIZE, limits.get("file_bytes", 64 * 2**20))
+    lower(resource.RLIMIT_NOFILE, 1024)  # also the hard limit: no million open files per process
     lower(resource.RLIMIT_CORE, 0)
 
 
