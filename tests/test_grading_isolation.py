@@ -458,3 +458,29 @@ def test_limits_cannot_be_raised_from_inside(request, mode):
     ]
     v, _ = run(worker, cells, ["raised", "nofile"])
     assert v == {"raised": 0, "nofile": 1024}
+
+
+@pytest.mark.parametrize("mode", [isolation.MODE_BWRAP, isolation.MODE_PROCESS])
+def test_a_restarted_worker_imports_nothing_a_box_planted(request, mode):
+    """Findings 1 and 2: modules planted in every reachable folder are never imported, also not
+    by a restarted worker (the old grader restarted its sandbox into the planted folder)."""
+    from tests.grading_fixtures import PLANT
+
+    worker = request.getfixturevalue("box" if mode == isolation.MODE_BWRAP else "process_box")
+    token = f"{os.getpid()}{time.monotonic_ns()}"
+    plant = PLANT.format(
+        token=token,
+        solutions=str(SOLUTIONS),
+        inbox="/nonexistent",
+        shared_dirs='"/tmp", "/var/tmp", "/dev/shm",' if mode == isolation.MODE_BWRAP else "",
+    ).replace("os.kill(os.getppid(), 9)", "planted = 1.0")
+    v, _ = run(worker, [plant], ["planted"])
+    assert v == {"planted": 1.0}
+    worker.restart()
+    cells = [
+        "import sys\n"
+        "imported = float(any(m in sys.modules for m in ('_pwn', 'monkeytype')))\n"
+    ]
+    v, _ = run(worker, cells, ["imported"])
+    assert v == {"imported": 0}
+    assert not Path(f"/var/tmp/pwned-{token}").exists()
