@@ -9,7 +9,8 @@ Three kinds of processes, none of which ever holds an expected answer:
 * the **box process** *G* (:func:`box_main`), forked from the clean image for exactly one
   submission and moved into that submission's box (see :mod:`~course_lib.grading.isolation`).
   It receives that submission's cells and the probes' hidden *inputs*, and supervises them;
-* **attempt children** (:func:`_child`), forked by *G*: they run the cells and probes. A step
+* **attempt children** (:func:`_child`), forked by *G*: they switch to the box user, then run the
+  cells and probes (so student code can neither signal nor read its supervisor). A step
   that runs past its time limit, floods its pipe or crashes the process (``os._exit``, a
   segfault, the memory limit) is marked as failed, and a new child replays the notebook without
   it (cells that were fine before it rebuild the state, questions already answered are skipped).

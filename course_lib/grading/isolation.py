@@ -17,17 +17,24 @@ fine). Per submission:
    the notebook being graded, read-only, as ``/submission/submission.ipynb``; a private ``/proc``
    and ``/dev``; a size-limited private ``/tmp`` and ``/dev/shm``. ``--die-with-parent`` and the
    PID namespace make the box die as a whole: killing ``bwrap`` kills everything in it;
-3. *C* joins the box's namespaces (``setns``), switches to the box user (a real uid change, so
-   the kernel drops every capability and counts the box's processes under its own user
-   namespace), sets ``no_new_privs`` and forks *G*, the process that runs the submission;
-4. *G* checks its own confinement before anything else (no capabilities, ``no_new_privs``,
-   read-only root, no writable directory on ``sys.path``, parent outside its PID namespace) and
-   refuses to run when a check fails.
+3. *C* joins the box's namespaces (``setns``) and root, keeps only the capabilities a supervisor
+   needs inside the box (:data:`SUPERVISOR_CAPS`: signal and switch user, nothing else, and only
+   over the box's own namespaces), sets ``no_new_privs`` and forks *G*, the box's supervisor;
+4. *G* checks its own confinement (exact capabilities, ``no_new_privs``, read-only root, no
+   writable directory on ``sys.path``, parent outside its PID namespace) and refuses to run when
+   a check fails. Every attempt child it forks switches to the box user before any student code
+   runs — a real uid change, so the kernel drops every capability and counts the box's processes
+   under its own user namespace — and checks that it holds nothing. Student code thus cannot
+   signal, trace or feed its supervisor, and the supervisor kills whatever an attempt leaves
+   behind before the next one.
 
 Limits of the whole box: processes (``RLIMIT_NPROC``, counted per box because each box has its
 own user namespace), memory (the grader adds up the proportional set size of every process of the
 box and kills the box above the limit; every process also has an address-space limit), disk (the
-tmpfs sizes), time (per cell, per question, per submission).
+tmpfs sizes), time (per cell, per question, per submission). No cgroups: they need a delegated
+cgroup v2 subtree, which a grader cannot count on (the CI machine runs under a cgroup v1 hierarchy
+owned by its host). The price: memory is sampled (4 times a second) rather than enforced by the
+kernel, and CPU is shared with the boxes graded at the same time.
 
 **Process mode** (no bubblewrap, not root, macOS): the same clean image and fork, without
 namespaces. Submissions run in a scratch directory with resource limits, as ``nobody`` when the
