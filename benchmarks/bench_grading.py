@@ -2,10 +2,13 @@
 
     .venv/bin/python benchmarks/bench_grading.py                 # chapter 01, all cores
     .venv/bin/python benchmarks/bench_grading.py --jobs 2 -n 100 --assignment 02_momentum
+    .venv/bin/python benchmarks/bench_grading.py --isolation process   # without bubblewrap
 
 The submissions are a realistic mix made from the solutions notebook: 60 % correct, 25 % with one
-wrong answer, 15 % untouched exercises (every question raises NotImplementedError). The target is
-≤ 2 minutes for 100 submissions on 2 cores.
+wrong answer, 15 % untouched exercises (every question raises NotImplementedError). Each one is
+graded in a box of its own (isolated mode where available). The target is ≤ 2 minutes for 100
+submissions on 2 cores. The machine's load average is printed before and after: on a shared
+machine it explains most of the spread between runs.
 """
 
 from __future__ import annotations
@@ -59,20 +62,33 @@ def main() -> None:
     parser.add_argument("-a", "--assignment", default="01_gradient_descent", choices=sorted(WRONG))
     parser.add_argument("-n", type=int, default=100, help="number of submissions")
     parser.add_argument("-j", "--jobs", type=int, default=None, help="sandboxes (default: cores)")
+    parser.add_argument(
+        "--isolation", default="auto", choices=("auto", "bwrap", "process"), help="box kind"
+    )
     args = parser.parse_args()
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     with tempfile.TemporaryDirectory() as tmp:
         inbox, out = Path(tmp) / "inbox", Path(tmp) / "out"
         inbox.mkdir()
         make_submissions(args.assignment, args.n, inbox)
         t0 = time.perf_counter()
-        report = grade_submissions(args.assignment, [inbox], out_dir=out, jobs=args.jobs)
+        report = grade_submissions(
+            args.assignment, [inbox], out_dir=out, jobs=args.jobs, isolation_mode=args.isolation
+        )
         wall = time.perf_counter() - t0
     totals = report.totals()
     cores = args.jobs or os.cpu_count()
+    mode = "isolated (bubblewrap)" if report.mode == "bwrap" else "process sandbox"
     print(
-        f"graded {len(totals)} submissions of {args.assignment} with {cores} sandbox(es) "
-        f"in {wall:.1f} s ({wall / max(1, len(totals)):.2f} s per submission)"
+        f"graded {len(totals)} submissions of {args.assignment} with {cores} worker(s), "
+        f"{mode}, in {wall:.1f} s ({wall / max(1, len(totals)):.2f} s per submission)"
     )
+    if load_before is not None:
+        after = os.getloadavg()
+        print(
+            f"load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}, "
+            f"after: {' '.join(f'{x:.2f}' for x in after)} on {os.cpu_count()} cores"
+        )
     print(
         f"mean score {sum(totals.values()) / max(1, len(totals)):.2f} / "
         f"{report.assignment.max_score:g}"

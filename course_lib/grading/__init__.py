@@ -11,21 +11,23 @@ Modules:
 
 - :mod:`~course_lib.grading.notebook`  reading notebooks defensively; nbgrader markup → exercises
 - :mod:`~course_lib.grading.probes`    the hidden questions, strict validation and comparison
-- :mod:`~course_lib.grading.harness`   the sandbox (a pre-loaded "zygote" that forks per submission)
-- :mod:`~course_lib.grading.grader`    the batch: parallel runs, gradebook CSV, feedback files
+- :mod:`~course_lib.grading.isolation` one bubblewrap box per submission (or the process sandbox)
+- :mod:`~course_lib.grading.harness`   the clean pre-loaded image, a box's supervisor, the attempts
+- :mod:`~course_lib.grading.grader`    the batch: submissions, workers, gradebook CSV, feedback
 - :mod:`~course_lib.grading.cli`       the command line
 
-Security model in one paragraph: a submission runs in a forked process with resource limits, a
-scratch directory and a scrubbed environment; the grader calls the student's functions by *name*
-on hidden, grader-chosen inputs; the results travel back as plain JSON numbers, validated strictly;
-the comparison with the reference happens in the grader process, which never executes student code.
-Patching ``torch``, ``builtins``, ``AssertionError`` or the checks inside the submission, returning
-objects whose ``==`` is always true, or editing the visible test cells therefore earns nothing.
-When the grader runs as root, submissions run as ``nobody`` (``--sandbox-user``): they cannot
-signal the grader or each other, and ``RLIMIT_NPROC`` stops fork bombs; processes a submission
-leaves behind are killed after it. Out of scope: files that are world-readable on the grading
-machine (``chmod 700 solutions/`` when grading as root, or use a container, if submissions must
-not be able to read the solutions from disk).
+Security model in one paragraph: submissions are hostile code. Each runs in a box of its own — in
+isolated mode a bubblewrap box (own user, PID, mount, network, IPC namespaces; read-only view of
+the Python environment and of the one notebook; private size-limited /tmp; process, memory, disk
+and time limits; killed as a whole afterwards), else a process sandbox with one warning saying
+what is not isolated (see :mod:`~course_lib.grading.isolation` and the README). The grader calls
+the student's functions by *name* on hidden, grader-chosen inputs; the results travel back as
+plain JSON numbers, capped in size and validated strictly; the comparison with the reference
+happens in the grader process, which never executes student code, and expected answers never
+exist in a box or in the image boxes are forked from. Patching ``torch``, ``builtins``,
+``AssertionError`` or the checks inside the submission, returning objects whose ``==`` is always
+true, editing the visible test cells, reading memory, files or the network, or killing things
+therefore earns nothing.
 """
 
 from course_lib.grading.grader import (

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from course_lib.grading.grader import DEFAULT_LIMITS, GradingError, grade_submissions
+from course_lib.grading.isolation import MODES
 from course_lib.grading.notebook import NotebookError, generate_exercises
 
 
@@ -114,10 +115,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra address space per submission in MB (default: %(default)s)",
     )
     grade.add_argument(
+        "--disk-mb",
+        type=int,
+        default=DEFAULT_LIMITS["disk_mb"],
+        help="size of each box's private /tmp in MB (default: %(default)s)",
+    )
+    grade.add_argument(
+        "--max-processes",
+        type=int,
+        default=DEFAULT_LIMITS["max_processes"],
+        help="processes and threads per box (default: %(default)s)",
+    )
+    grade.add_argument(
+        "--isolation",
+        choices=MODES,
+        default="auto",
+        help="bwrap: one bubblewrap box per submission (needs root and bubblewrap); process: "
+        "a process sandbox only (not isolated, prints a warning); auto (default): bwrap "
+        "where available",
+    )
+    grade.add_argument(
         "--sandbox-user",
         default=DEFAULT_LIMITS["sandbox_user"],
-        help="when run as root, run submissions as this user "
-        "(default: %(default)s; '' to keep root)",
+        help="when run as root, the host user submissions run as (default: %(default)s; "
+        "isolated mode uses nobody for ''; process mode refuses to run them as root)",
     )
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -162,6 +183,8 @@ def _grade(args) -> int:
         "probe_timeout": args.question_timeout,
         "memory_mb": args.memory_mb,
         "cpu_seconds": int(args.timeout) + 30,
+        "disk_mb": args.disk_mb,
+        "max_processes": args.max_processes,
         "sandbox_user": args.sandbox_user,
     }
     report = grade_submissions(
@@ -172,8 +195,17 @@ def _grade(args) -> int:
         jobs=args.jobs,
         limits=limits,
         progress=not args.no_progress,
+        isolation_mode=args.isolation,
     )
     totals = report.totals()
+    mode = "isolated (one bubblewrap box per submission)" if report.mode == "bwrap" else "process"
+    print(f"sandbox: {mode}")
+    for line in report.problems:
+        print(f"note: {line}")
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} file(s):")
+        for line in report.skipped:
+            print(f"  {line}")
     full = report.assignment.max_score
     print(
         f"graded {len(totals)} submission(s) of {report.assignment.name} in {report.seconds:.1f} s"

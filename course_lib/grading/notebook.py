@@ -17,8 +17,11 @@ canonical JSON layout, so regenerating them is byte-for-byte reproducible.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,34 +59,85 @@ def _source(cell: dict) -> str:
     return src
 
 
-def read_notebook(path: str | Path) -> dict:
-    """Load a notebook as plain JSON and check the parts the grader uses."""
+def _escape(text: str) -> str:
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
+
+
+def read_file_safely(
+    path: str | Path, limit: int = MAX_NOTEBOOK_BYTES, follow_symlinks: bool = False
+) -> bytes:
+    """The bytes of a regular file, at most ``limit`` of them, without following a link.
+
+    Submissions are hostile input: a symbolic link (to the solutions, to a classmate's notebook,
+    to ``/proc/self/pagemap``), a pipe that never ends, a device or a directory is refused with a
+    :class:`NotebookError`, as is every ``OSError``.
+    """
     path = Path(path)
+    name = _escape(path.name)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_BINARY", 0)
+    if not follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):  # where O_NOFOLLOW does not exist
+                raise NotebookError(f"{name} is a symbolic link; links are never followed")
+        except OSError as exc:
+            raise NotebookError(f"cannot read {name}: {exc.strerror}") from None
     try:
-        size = path.stat().st_size
+        fd = os.open(path, flags)
     except OSError as exc:
-        raise NotebookError(f"cannot read {path.name}: {exc.strerror}") from None
-    if size > MAX_NOTEBOOK_BYTES:
-        raise NotebookError(
-            f"{path.name} is {size / 2**20:.0f} MB; notebooks above 20 MB are refused"
-        )
+        if exc.errno == errno.ELOOP:
+            raise NotebookError(f"{name} is a symbolic link; links are never followed") from None
+        raise NotebookError(f"cannot read {name}: {exc.strerror}") from None
     try:
-        nb = json.loads(path.read_bytes().decode("utf-8"))
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotebookError(f"{name} is not a regular file")
+        if st.st_size > limit:
+            raise NotebookError(
+                f"{name} is {st.st_size / 2**20:.0f} MB; notebooks above "
+                f"{limit / 2**20:.0f} MB are refused"
+            )
+        chunks, total = [], 0
+        while total <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:
+            raise NotebookError(f"{name} is larger than {limit / 2**20:.0f} MB; refused")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise NotebookError(f"cannot read {name}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def parse_notebook(data: bytes, name: str = "the notebook") -> dict:
+    """A notebook as plain JSON from its bytes, checking the parts the grader uses."""
+    name = _escape(name)
+    try:
+        nb = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
-        raise NotebookError(f"{path.name} is not a text file (is it really a .ipynb?)") from None
+        raise NotebookError(f"{name} is not a text file (is it really a .ipynb?)") from None
     except (ValueError, RecursionError):
-        raise NotebookError(
-            f"{path.name} is not valid notebook JSON (corrupt or truncated)"
-        ) from None
+        raise NotebookError(f"{name} is not valid notebook JSON (corrupt or truncated)") from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         if isinstance(nb, dict) and "worksheets" in nb:
-            raise NotebookError(f"{path.name} uses the old nbformat 3; save it again in Jupyter")
-        raise NotebookError(f"{path.name} is JSON but not a Jupyter notebook (no cell list)")
+            raise NotebookError(f"{name} uses the old nbformat 3; save it again in Jupyter")
+        raise NotebookError(f"{name} is JSON but not a Jupyter notebook (no cell list)")
     for cell in nb["cells"]:
         if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str):
-            raise NotebookError(f"{path.name} has a malformed cell")
+            raise NotebookError(f"{name} has a malformed cell")
         _source(cell)
     return nb
+
+
+def read_notebook(path: str | Path, follow_symlinks: bool = False) -> dict:
+    """Load a notebook as plain JSON (safely: see :func:`read_file_safely`)."""
+    path = Path(path)
+    return parse_notebook(read_file_safely(path, follow_symlinks=follow_symlinks), path.name)
 
 
 _MAGIC = re.compile(r"^(\s*)([%!].*)$")
@@ -211,7 +265,7 @@ def generate_exercises(
         raise NotebookError(f"no solutions notebooks (*.ipynb) in {solutions}")
     report = []
     for src in sources:
-        text = dumps(make_exercise(read_notebook(src)))
+        text = dumps(make_exercise(read_notebook(src, follow_symlinks=True)))
         dst = exercises / src.name
         current = dst.read_text(encoding="utf-8") if dst.exists() else None
         if current == text:
