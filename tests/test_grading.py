@@ -97,6 +97,26 @@ def test_exercises_are_in_sync_with_solutions(capsys):
     assert cli_main(["generate", "--check"]) == 0, capsys.readouterr()
 
 
+def test_sync_check_checks_the_folder_it_runs_in(tmp_path, monkeypatch, capsys):
+    """Regression: in a second clone, ``course-grade generate --check`` checked the repository
+    ``course_lib`` is installed from instead of the current folder."""
+    clone = tmp_path / "second-clone"
+    (clone / "solutions").mkdir(parents=True)
+    (clone / "exercises").mkdir()
+    name = "01_gradient_descent.ipynb"
+    (clone / "solutions" / name).write_bytes((SOLUTIONS / name).read_bytes())
+    (clone / "exercises" / name).write_text(
+        (EXERCISES / name).read_text().replace("YOUR CODE HERE", "YOUR CODE")
+    )
+    monkeypatch.chdir(clone)
+    assert cli_main(["generate", "--check"]) == 1
+    stale = capsys.readouterr()
+    assert "out of sync" in stale.err and name in stale.out
+    assert cli_main(["generate"]) == 0
+    assert cli_main(["generate", "--check"]) == 0
+    assert str(clone) in capsys.readouterr().out
+
+
 def test_sync_check_detects_a_stale_exercise(tmp_path):
     sol, ex = tmp_path / "solutions", tmp_path / "exercises"
     sol.mkdir()

@@ -19,14 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from course_lib.grading.grader import DEFAULT_LIMITS, GradingError, grade_submissions
+from course_lib.grading.grader import DEFAULT_LIMITS, GradingError, course_dir, grade_submissions
 from course_lib.grading.isolation import MODES
 from course_lib.grading.notebook import NotebookError, generate_exercises
-
-
-def _repo_dir(name: str) -> Path:
-    here = Path(__file__).resolve().parents[2] / name
-    return here if here.is_dir() else Path.cwd() / name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--solutions",
         type=Path,
         default=None,
-        help="default: the repository's solutions/ (else ./solutions)",
+        help="default: ./solutions if it exists, else the installed course's",
     )
     gen.add_argument(
         "--exercises",
@@ -74,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--solutions",
         type=Path,
         default=None,
-        help="default: the repository's solutions/ (else ./solutions)",
+        help="default: ./solutions if it exists, else the installed course's",
     )
     grade.add_argument(
         "-o",
@@ -156,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _generate(args) -> int:
-    solutions = args.solutions or _repo_dir("solutions")
+    solutions = args.solutions or course_dir("solutions")
     exercises = args.exercises or solutions.parent / "exercises"
     report = generate_exercises(solutions, exercises, check=args.check)
     if args.check:

@@ -166,10 +166,20 @@ class Report:
 # ---------------------------------------------------------------------------------------------
 
 
+def course_dir(name: str) -> Path:
+    """The course folder ``name`` (``solutions``, ``exercises``) of the checkout you work in: the
+    working directory's when it has one (a second clone, whatever ``course_lib`` is installed
+    from), else the one next to the installed ``course_lib`` package."""
+    here = Path.cwd() / name
+    if here.is_dir():
+        return here
+    installed = Path(__file__).resolve().parents[2] / name
+    return installed if installed.is_dir() else here
+
+
 def default_solutions_dir() -> Path:
-    """``solutions/`` next to the ``course_lib`` package, else in the working directory."""
-    here = Path(__file__).resolve().parents[2] / "solutions"
-    return here if here.is_dir() else Path.cwd() / "solutions"
+    """The ``solutions/`` folder :func:`course_dir` finds."""
+    return course_dir("solutions")
 
 
 def load_assignment(name: str, solutions: str | Path | None = None) -> Assignment:
