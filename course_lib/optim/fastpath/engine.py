@@ -52,10 +52,11 @@ class FastPath:
         if CONFIG["compile"] and not history.ok:
             return None  # compiling failed: the readable path (an uncompiled flat update is no
             # faster on large groups: its full-size temporaries are fresh allocations each step)
-        layout = self._layout(index, params)
+        states = [self.optimizer.state[p] for p in params]
+        layout = self._layout(index, params, states)
         if layout is None:
             return None
-        return self._step(layout, history, group, params)
+        return self._step(layout, history, group, params, states)
 
     def zero_grad(self, set_to_none: bool) -> None:
         """``zero_grad(set_to_none=False)``: let each flat group's gradients *be* views of its flat
@@ -88,10 +89,9 @@ class FastPath:
 
     # --- the layout ---
 
-    def _layout(self, index: int, params: list[Tensor]) -> FlatGroup | None:
+    def _layout(self, index: int, params: list[Tensor], states: list[dict]) -> FlatGroup | None:
         """This group's layout, checked against the current parameters and state (rebuilt when
         they changed), or ``None`` if the group cannot be laid out."""
-        states = [self.optimizer.state[p] for p in params]
         layout = self.layouts.get(index)
         if layout is not None and layout.matches(params, states):
             return layout
@@ -136,7 +136,12 @@ class FastPath:
     # --- one step ---
 
     def _step(
-        self, layout: FlatGroup, history: CompileHistory, group: dict, params: list[Tensor]
+        self,
+        layout: FlatGroup,
+        history: CompileHistory,
+        group: dict,
+        params: list[Tensor],
+        states: list[dict],
     ) -> tuple[Any, Callable[[Any], None]] | None:
         # The gradients go into our flat buffer: one gather, no allocation. Gradients that are
         # already views of it (after ``zero_grad(set_to_none=False)``) are skipped. ``step()``
@@ -161,7 +166,6 @@ class FastPath:
                 layout.step_grad = torch.neg(layout.grad)
             else:
                 layout.grad.neg_()
-        states = [self.optimizer.state[p] for p in params]
         ran, share = self._run("update", layout, history, group, states, compiled, segments)
         if not ran:
             return None

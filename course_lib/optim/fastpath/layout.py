@@ -14,6 +14,7 @@ Per-parameter numbers (``step``) must be equal across the group; they are kept o
 from __future__ import annotations
 
 import operator
+from itertools import repeat
 from typing import Any
 
 import torch
@@ -146,18 +147,21 @@ class FlatGroup:
         """Are params and states exactly what this layout left after its last step? Any change a
         user can make between steps fails it: ``p.data = …``, a state dict cleared or replaced
         (``load_state_dict``), an entry replaced or rewritten (``state[p]["step"] = 1``), a
-        readable step taken meanwhile (``set_fast_path(False)``, a ``None`` gradient)."""
+        readable step taken meanwhile (``set_fast_path(False)``, a ``None`` gradient). It runs
+        every step over every parameter, hence the C-level ``map``s."""
         if not self.same_params(params):
             return False
-        nkeys = len(self.keys)
-        if any(len(st) != nkeys for st in states):
+        if any(map(operator.ne, map(len, states), repeat(len(self.keys)))):
             return False
-        for key, views in self.views.items():
-            if not all(map(operator.is_, [st.get(key) for st in states], views)):
-                return False
-        for key, value in self.scalars.items():
-            if any(st.get(key) != value for st in states):
-                return False
+        try:
+            for key, views in self.views.items():
+                if not all(map(operator.is_, map(operator.itemgetter(key), states), views)):
+                    return False
+            for key, value in self.scalars.items():
+                if not all(map(operator.eq, map(operator.itemgetter(key), states), repeat(value))):
+                    return False
+        except KeyError:
+            return False
         return True
 
     # --- what update() sees, and what it did ---
