@@ -763,3 +763,20 @@ def test_numbers_computed_from_the_step_are_hoisted_out_of_the_loop(monkeypatch,
             assert not consumers, f"{sub} feeds {consumers} directly"
             (tensor,) = sub.users
             assert [u.target for u in tensor.users] == [barrier]
+
+
+def test_a_small_problem_does_not_import_the_compiler():
+    """The lessons' small problems never pay for resolving the torch internals (≈ 3 s)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch, course_lib.optim as O\n"
+        "w = torch.zeros(3, requires_grad=True)\n"
+        "opt = O.Adam([w], lr=0.1)\n"
+        "w.grad = torch.ones(3); opt.step()\n"
+        "from course_lib.optim.fastpath import torch_internals\n"
+        "print('torch._inductor.compile_fx' in sys.modules, torch_internals._RESOLVED is None)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"], out.stdout + out.stderr

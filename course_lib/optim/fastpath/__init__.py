@@ -77,8 +77,9 @@ _NEVER = _Unavailable()
 
 
 class _Deferred:
-    """Decides on the first step whether the optimizer gets a :class:`FastPath` (resolving the
-    torch internals only then, so that importing the course stays cheap)."""
+    """Decides, at the first step of a group large enough for the fast path, whether the optimizer
+    gets a :class:`FastPath`. Resolving the torch internals imports the compiler (≈ 3 s), so it
+    happens only then: the small problems of the lessons never pay for it."""
 
     def __init__(self, optimizer: Any) -> None:
         self.optimizer = optimizer
@@ -104,6 +105,8 @@ class _Deferred:
     def step_group(self, group, params):
         if not (CONFIG["enabled"] and group.get("fast", True)):
             return None
+        if self.engine is None and sum(p.numel() for p in params) < CONFIG["min_numel"]:
+            return None  # too small for the fast path: decide nothing yet
         return self._resolve().step_group(group, params)
 
     def zero_grad(self, set_to_none):
