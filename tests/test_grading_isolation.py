@@ -484,3 +484,30 @@ def test_a_restarted_worker_imports_nothing_a_box_planted(request, mode):
     v, _ = run(worker, cells, ["imported"])
     assert v == {"imported": 0}
     assert not Path(f"/var/tmp/pwned-{token}").exists()
+
+
+def test_the_environment_is_mounted_after_the_private_tmp():
+    """Regression: with the course checked out under /tmp (a CI clone), the box's private /tmp
+    was mounted over the Python environment, and any module not imported before the box
+    started could not be imported in it."""
+    binds = ["/tmp/clone/.venv", "/tmp/clone/course_lib", "/opt/python"]
+    cmd = isolation.bwrap_command(
+        "bwrap", binds, userns_fd=3, info_fd=4, notebook_fd=None, disk_bytes=1, shm_bytes=1
+    )
+    tmpfs = {cmd[i + 1]: i for i, arg in enumerate(cmd) if arg == "--tmpfs"}
+    for b in binds:
+        bound = max(i for i, arg in enumerate(cmd) if arg == "--ro-bind" and cmd[i + 1] == b)
+        for mount, at in tmpfs.items():
+            if b.startswith(mount + "/"):
+                assert at < bound, f"{b} is bound before the tmpfs on {mount} hides it"
+
+
+def test_a_module_first_imported_inside_the_box_is_found(box):
+    """Nothing is imported for the submission in advance except torch & co: the rest of the
+    environment must be reachable from inside the box, wherever the course lives."""
+    v, reply = run(
+        box,
+        ["import importlib\nimportlib.import_module('course_lib.experiments.geometry')\nok = 1.0\n"],
+        ["ok"],
+    )
+    assert v.get("ok") == 1.0, reply

@@ -273,13 +273,15 @@ def bwrap_command(
         "/usr",
         *_system_links(),
     ]
+    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    cmd += ["--perms", "1777", "--size", str(int(shm_bytes)), "--tmpfs", "/dev/shm"]
+    cmd += ["--perms", "1777", "--size", str(int(disk_bytes)), "--tmpfs", "/tmp"]
+    # The environment after the tmpfs mounts: a course checked out under /tmp stays visible
+    # (read-only, in root-owned folders the sandbox user cannot write or rename in /tmp).
     for d in _parents(binds):
         cmd += ["--perms", "0755", "--dir", d]
     for b in binds:
         cmd += ["--ro-bind", b, b]
-    cmd += ["--proc", "/proc", "--dev", "/dev"]
-    cmd += ["--perms", "1777", "--size", str(int(shm_bytes)), "--tmpfs", "/dev/shm"]
-    cmd += ["--perms", "1777", "--size", str(int(disk_bytes)), "--tmpfs", "/tmp"]
     if notebook_fd is not None:
         cmd += ["--perms", "0755", "--dir", os.path.dirname(NOTEBOOK_IN_BOX)]
         cmd += ["--perms", "0444", "--ro-bind-data", str(notebook_fd), NOTEBOOK_IN_BOX]
