@@ -500,6 +500,12 @@ def test_the_environment_is_mounted_after_the_private_tmp():
         for mount, at in tmpfs.items():
             if b.startswith(mount + "/"):
                 assert at < bound, f"{b} is bound before the tmpfs on {mount} hides it"
+    # the folder that leads to the environment in the private /tmp is read-only afterwards
+    assert "/tmp/clone" in tmpfs and "--dir" not in cmd[cmd.index("/tmp/clone") - 1 :][:1]
+    remount = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--remount-ro"]
+    last_bind = max(i for i, arg in enumerate(cmd) if arg == "--ro-bind")
+    assert "/tmp/clone" in remount
+    assert cmd.index("/tmp/clone", last_bind) > last_bind
 
 
 def test_a_module_first_imported_inside_the_box_is_found(box):

@@ -220,6 +220,12 @@ def _system_links() -> list[str]:
     return args
 
 
+def _top_below(path: str, mount: str) -> str:
+    """The first folder of ``path`` below ``mount`` (``/tmp/a/b`` below ``/tmp``: ``/tmp/a``)."""
+    rest = Path(path).relative_to(mount).parts
+    return str(Path(mount, rest[0]))
+
+
 def _parents(binds: list[str]) -> list[str]:
     out: list[str] = []
     for b in binds:
@@ -276,12 +282,22 @@ def bwrap_command(
     cmd += ["--proc", "/proc", "--dev", "/dev"]
     cmd += ["--perms", "1777", "--size", str(int(shm_bytes)), "--tmpfs", "/dev/shm"]
     cmd += ["--perms", "1777", "--size", str(int(disk_bytes)), "--tmpfs", "/tmp"]
-    # The environment after the tmpfs mounts: a course checked out under /tmp stays visible
-    # (read-only, in root-owned folders the sandbox user cannot write or rename in /tmp).
+    # The environment after the private /tmp: a course checked out under /tmp stays visible. The
+    # folders that lead to it there get a read-only tmpfs of their own, so that nothing on the
+    # import path is writable, not even by the box's supervisor.
+    private = ("/tmp", "/dev/shm")
+    tops = sorted(
+        {_top_below(b, m) for b in binds for m in private if b != m and _under(b, m)} - set(binds)
+    )
+    for top in tops:
+        cmd += ["--perms", "0755", "--size", "65536", "--tmpfs", top]
     for d in _parents(binds):
-        cmd += ["--perms", "0755", "--dir", d]
+        if d not in tops and not any(d == m for m in private):
+            cmd += ["--perms", "0755", "--dir", d]
     for b in binds:
         cmd += ["--ro-bind", b, b]
+    for top in tops:
+        cmd += ["--remount-ro", top]
     if notebook_fd is not None:
         cmd += ["--perms", "0755", "--dir", os.path.dirname(NOTEBOOK_IN_BOX)]
         cmd += ["--perms", "0444", "--ro-bind-data", str(notebook_fd), NOTEBOOK_IN_BOX]
