@@ -117,3 +117,22 @@ def test_everything_imports_on_python_3_10():
         str(p.relative_to(ROOT)): sorted(_unguarded_imports(p) & NEWER_THAN_3_10) for p in files
     }
     assert not {k: v for k, v in bad.items() if v}
+
+
+def test_import_course_lib_is_light():
+    """``import course_lib`` imports neither torch nor anything heavy, and reads no file besides
+    its own code (the repository URL is read from pyproject.toml only when asked for)."""
+    code = (
+        "import sys\n"
+        "opened = []\n"
+        "def hook(event, args):\n"
+        "    if event == 'open' and isinstance(args[0], str):\n"
+        "        opened.append(args[0])\n"
+        "sys.addaudithook(hook)\n"
+        "import course_lib\n"
+        "heavy = [m for m in ('torch', 'numpy', 'matplotlib') if m in sys.modules]\n"
+        "files = [p for p in opened if not p.endswith(('.py', '.pyc'))]\n"
+        "print(heavy, files)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] []", out.stdout + out.stderr
