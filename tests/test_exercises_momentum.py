@@ -15,13 +15,14 @@ from course_lib import checks
 from course_lib.exercises.momentum import (
     FIXED_MOMENTUM_OPTIMIZER,
     MOMENTUM_LR_LIMIT,
-    STILL_THE_GIVEN_CLASS,
+    WRONG_FIXES,
     BuggyMomentumOptimizer,
     ref_momentum_lr_limit,
 )
-from course_lib.exercises.problems import random_spd
+from course_lib.exercises.problems import Quadratic, quadratic_trajectory, random_spd
 from course_lib.experiments import momentum
 from course_lib.experiments.stability import bisect_threshold
+from course_lib.grading import probes
 
 ROOT = Path(__file__).resolve().parent.parent
 D = torch.float64
@@ -84,9 +85,49 @@ def test_the_self_check_says_where_not_what():
         checks.check_momentum_optimizer(BuggyMomentumOptimizer)
     message = str(info.value)
     assert "nesterov=True" in message and "after step 1" in message
-    assert message.split("\nDiagnosis: ")[1] == STILL_THE_GIVEN_CLASS
+    assert "Diagnosis" not in message
     for word in ("velocity", "look", "before", "old", "update", "v_k", "heavy"):
         assert word not in message.lower()
+
+
+def _student_class(make_optimizer):
+    """A class called like the student's, ``cls(params, **hyper)``, building ``make_optimizer``."""
+
+    class StudentsClass:
+        def __new__(cls, params, **hyper):
+            return make_optimizer(params, **hyper)
+
+    return StudentsClass
+
+
+def _grader_verdict(answer) -> tuple[bool, str]:
+    """The grader's verdict on the first hidden case that ``answer`` gets wrong (or the last)."""
+    probe = probes.PROBES[FIXED_MOMENTUM_OPTIMIZER.name]
+
+    def sent_back(make, case):
+        quadratic = Quadratic(*(torch.tensor(case[k], dtype=D) for k in ("A", "b", "w0")))
+        path = quadratic_trajectory(lambda p: make(p, **case["hyper"]), quadratic, case["steps"])
+        return {"out": [{"data": path.tolist(), "shape": list(path.shape)}]}
+
+    for case in probe.make_cases("one wording"):
+        expected = sent_back(FIXED_MOMENTUM_OPTIMIZER.reference, case)
+        passed, message = probes.compare_case(probe, case, expected, sent_back(answer, case))
+        if not passed:
+            return passed, message
+    return passed, message
+
+
+@pytest.mark.parametrize("wrong", WRONG_FIXES, ids=lambda make: make.__name__)
+def test_every_wrong_fix_is_rejected_and_never_named(wrong):
+    with pytest.raises(AssertionError) as info:
+        checks.check_momentum_optimizer(_student_class(wrong))
+    assert "after step" in str(info.value) and "Diagnosis" not in str(info.value)
+    passed, message = _grader_verdict(wrong)
+    assert not passed and "Diagnosis" not in message, message
+
+
+def test_the_grader_accepts_torch_sgd():
+    assert _grader_verdict(torch.optim.SGD)[0]
 
 
 def test_the_notebook_hands_out_the_same_class():

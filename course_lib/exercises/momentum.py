@@ -6,10 +6,12 @@ r"""Chapter 02's new exercises: the largest stable learning rate, and a momentum
   Nesterov's follows from the same argument applied to its own 2×2 iteration matrix (a root of the
   characteristic polynomial reaches :math:`-1` first), which the student works out.
 * ``FixedMomentumOptimizer`` (*find the bug*): :class:`BuggyMomentumOptimizer`, heavy ball or
-  Nesterov, must match ``torch.optim.SGD(lr, momentum, nesterov=...)``. As a find-the-bug
-  exercise its diagnoses never name the bug: one says that the class still behaves like the one
-  handed out, the others describe mistakes a *fix* can make. (For instructors: the Nesterov step
-  uses the velocity before its update, which makes it heavy ball's step.)
+  Nesterov, must match ``torch.optim.SGD(lr, momentum, nesterov=...)``. Finding the bug *is* the
+  exercise, so no check names a mistake: the self-check and the grader say only on which quadratic
+  and after which step the parameters differ. :data:`WRONG_FIXES` are the answers they must
+  reject (the class as handed out, and mistakes a rewrite can make); the tests try each of them.
+  (For instructors: the Nesterov step uses the velocity before its update, which makes it heavy
+  ball's step.)
 
 Both are registered in :mod:`course_lib.exercises`; the self-checks are
 :func:`course_lib.checks.check_momentum_lr_limit` and
@@ -22,13 +24,8 @@ import math
 
 import torch
 
-from course_lib.exercises.mistakes import EMA_MOMENTUM
 from course_lib.exercises.number_answers import NumberCase, NumberExercise
-from course_lib.exercises.optimizer_classes import (
-    PARAMETERS_NEVER_CHANGE,
-    FrozenParameters,
-    OptimizerClassExercise,
-)
+from course_lib.exercises.optimizer_classes import FrozenParameters, OptimizerClassExercise
 from course_lib.exercises.problems import DTYPE, random_spd, uniform
 
 # ---------------------------------------------------------------------------------------------
@@ -194,22 +191,16 @@ class _EmaForm(_MomentumRule):
         return ((1 - mu) * g + mu * v_new if nesterov else v_new), v_new
 
 
-STILL_THE_GIVEN_CLASS = (
-    "your class still takes exactly the steps of the class you were given: the bug is still there"
-)
+# Answers the checks must reject without naming what is wrong: the class as handed out, a step
+# that never moves the parameters, Nesterov's step for both settings, and the EMA form.
+WRONG_FIXES = (BuggyMomentumOptimizer, FrozenParameters, _AlwaysNesterov, _EmaForm)
 
 FIXED_MOMENTUM_OPTIMIZER = OptimizerClassExercise(
     name="fixed_momentum_optimizer",
     class_name="FixedMomentumOptimizer",
     reference=torch.optim.SGD,
     reference_name="torch.optim.SGD",
-    variants={
-        PARAMETERS_NEVER_CHANGE: FrozenParameters,
-        STILL_THE_GIVEN_CLASS: BuggyMomentumOptimizer,
-        "with nesterov=False your class takes Nesterov's step (g + μ·v); heavy ball steps along "
-        "the velocity itself": _AlwaysNesterov,
-        EMA_MOMENTUM: _EmaForm,
-    },
+    variants={},  # find the bug: no diagnoses (see WRONG_FIXES)
     self_check_hypers=(
         {"lr": 0.1, "momentum": 0.9, "nesterov": False},
         {"lr": 0.05, "momentum": 0.5, "nesterov": True},
