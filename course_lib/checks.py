@@ -378,3 +378,31 @@ def _describe(x) -> str:
 
 def _clone(x):
     return x.clone() if isinstance(x, torch.Tensor) else x
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 02 (issue #12): the largest stable learning rate, and a momentum optimizer's bug
+# ---------------------------------------------------------------------------------------------
+
+from course_lib.exercises.momentum import FIXED_MOMENTUM_OPTIMIZER, MOMENTUM_LR_LIMIT  # noqa: E402
+
+__all__ += ["check_momentum_lr_limit", "check_momentum_optimizer"]
+
+
+def check_momentum_lr_limit(momentum_lr_limit: Callable) -> bool:
+    """Check ``momentum_lr_limit(A, mu, nesterov=False) -> float``: the largest stable learning
+    rate of ``SGD(momentum=mu, nesterov=nesterov)`` on ``f(w) = ½ wᵀAw``."""
+    n_cases = _run_number_function(
+        MOMENTUM_LR_LIMIT, momentum_lr_limit, "momentum_lr_limit(A, mu, nesterov)"
+    )
+    print(f"✓ momentum_lr_limit: all {n_cases} cases match. Well done!")
+    return True
+
+
+def check_momentum_optimizer(cls, seed: int = 0) -> bool:
+    """Check a class ``cls(params, lr, momentum, nesterov=False)`` against ``torch.optim.SGD``.
+
+    A find-the-bug exercise: the message says on which quadratic and after which step the
+    parameters differ, never what the bug is.
+    """
+    return _check_optimizer_class(FIXED_MOMENTUM_OPTIMIZER, cls, seed)

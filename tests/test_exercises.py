@@ -198,3 +198,10 @@ def test_the_cycle_finder_finds_the_old_checks_lessons_circle():
     }
     cycle = cycle_from("course_lib.checks", lambda module: graph.get(module, set()))
     assert cycle == ["course_lib.checks", "course_lib.adaptive_lessons", "course_lib.checks"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 02 (issue #12): momentum_lr_limit and FixedMomentumOptimizer
+# ---------------------------------------------------------------------------------------------
+
+SELF_CHECKS["fixed_momentum_optimizer"] = checks.check_momentum_optimizer

@@ -84,3 +84,15 @@ __all__ = [
     "OptimizerClassExercise",
     "Rule",
 ]
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 02 (issue #12): derive the largest stable learning rate; find a momentum optimizer's bug
+# ---------------------------------------------------------------------------------------------
+
+from course_lib.exercises.momentum import (  # noqa: E402
+    FIXED_MOMENTUM_OPTIMIZER,
+    MOMENTUM_LR_LIMIT,
+)
+
+NUMBER_EXERCISES[MOMENTUM_LR_LIMIT.name] = MOMENTUM_LR_LIMIT
+OPTIMIZER_CLASS_EXERCISES[FIXED_MOMENTUM_OPTIMIZER.name] = FIXED_MOMENTUM_OPTIMIZER
