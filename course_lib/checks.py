@@ -406,3 +406,42 @@ def check_momentum_optimizer(cls, seed: int = 0) -> bool:
     parameters differ, never what the bug is.
     """
     return _check_optimizer_class(FIXED_MOMENTUM_OPTIMIZER, cls, seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 03 (AdaGrad and RMSprop)
+# ---------------------------------------------------------------------------------------------
+
+from course_lib.exercises.adaptive_rates import (  # noqa: E402
+    CENTERED_RMSPROP,
+    FIXED_ADAGRAD,
+    RMSPROP_LR_AFTER_SPIKE,
+)
+
+__all__ += ["check_adagrad_class", "check_centered_rmsprop_class", "check_rmsprop_lr_after_spike"]
+
+
+def check_centered_rmsprop_class(cls, seed: int = 0) -> bool:
+    """Check ``CenteredRMSprop(params, lr, alpha, eps)`` against torch's centered RMSprop.
+
+    Two random quadratics, then one problem with two param groups that differ in every
+    hyperparameter and a parameter whose gradient is ``None``.
+    """
+    return _check_optimizer_class(CENTERED_RMSPROP, cls, seed)
+
+
+def check_adagrad_class(cls, seed: int = 0) -> bool:
+    """Check a fixed AdaGrad class ``cls(params, lr, eps)`` against ``torch.optim.Adagrad``.
+
+    A find-the-bug exercise: the message says on which quadratic and after which step the
+    parameters differ, not what the bug is.
+    """
+    return _check_optimizer_class(FIXED_ADAGRAD, cls, seed)
+
+
+def check_rmsprop_lr_after_spike(fn: Callable) -> bool:
+    """Check ``rmsprop_lr_after_spike(t, spike_step, spike, base, lr, beta, eps) -> float``."""
+    what = "rmsprop_lr_after_spike(t, spike_step, spike, base, lr, beta, eps)"
+    n_cases = _run_number_function(RMSPROP_LR_AFTER_SPIKE, fn, what)
+    print(f"✓ rmsprop_lr_after_spike: all {n_cases} cases match. Well done!")
+    return True

@@ -205,3 +205,138 @@ def test_the_cycle_finder_finds_the_old_checks_lessons_circle():
 # ---------------------------------------------------------------------------------------------
 
 SELF_CHECKS["fixed_momentum_optimizer"] = checks.check_momentum_optimizer
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 03: CenteredRMSprop (param groups), FixedAdagrad (find the bug), a number
+# ---------------------------------------------------------------------------------------------
+
+from functools import partial  # noqa: E402
+
+from course_lib.exercises.adaptive_rates import (  # noqa: E402
+    CENTERED_RMSPROP,
+    FIXED_ADAGRAD,
+    RMSPROP_LR_AFTER_SPIKE,
+    GroupsCase,
+    ref_rmsprop_lr_after_spike,
+)
+
+SELF_CHECKS.update(
+    {
+        "centered_rmsprop": checks.check_centered_rmsprop_class,
+        "fixed_adagrad": checks.check_adagrad_class,
+        "rmsprop_lr_after_spike": checks.check_rmsprop_lr_after_spike,
+    }
+)
+
+
+class CenteredRMSpropReadingDefaults(torch.optim.Optimizer):
+    """Centered RMSprop that reads its hyperparameters from ``self.defaults``, not the group."""
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        lr, alpha, eps = (self.defaults[k] for k in ("lr", "alpha", "eps"))
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["v"], state["m"] = torch.zeros_like(p), torch.zeros_like(p)
+                state["v"].mul_(alpha).addcmul_(p.grad, p.grad, value=1 - alpha)
+                state["m"].mul_(alpha).add_(p.grad, alpha=1 - alpha)
+                denominator = (state["v"] - state["m"] ** 2).sqrt() + eps
+                p.addcdiv_(p.grad, denominator, value=-lr)
+
+
+class AdagradAsRunningMean(torch.optim.Optimizer):
+    """The find-the-bug class of the chapter 03 exercises (the accumulator is an average)."""
+
+    def __init__(self, params, lr=1e-2, eps=1e-10, *, rescale_lr=False):
+        super().__init__(params, dict(lr=lr, eps=eps))
+        self.rescale_lr = rescale_lr
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"], state["mean"] = 0, torch.zeros_like(p)
+                state["step"] += 1
+                t = state["step"]
+                state["mean"].mul_(1 - 1 / t).addcmul_(p.grad, p.grad, value=1 / t)
+                lr = group["lr"] / math.sqrt(t) if self.rescale_lr else group["lr"]
+                p.addcdiv_(p.grad, state["mean"].sqrt().add_(group["eps"]), value=-lr)
+
+
+def test_the_group_case_catches_hyperparameters_read_from_the_defaults():
+    gen = torch.Generator().manual_seed(0)
+    cases = CENTERED_RMSPROP.self_check_cases(gen)
+    single, grouped = cases[:-1], cases[-1]
+    assert isinstance(grouped, GroupsCase)
+    for case in single:  # one group: the defaults are the group's values, no difference
+        want = CENTERED_RMSPROP.trajectory(CENTERED_RMSPROP.reference, case)
+        got = CENTERED_RMSPROP.trajectory(CenteredRMSpropReadingDefaults, case)
+        assert torch.allclose(got, want)
+    want = CENTERED_RMSPROP.trajectory(CENTERED_RMSPROP.reference, grouped)
+    assert torch.equal(want[:, -2:], grouped.c0.expand(len(want), 2))  # c never moves
+    with pytest.raises(AssertionError, match="two param groups"):
+        checks.check_centered_rmsprop_class(CenteredRMSpropReadingDefaults)
+
+
+def test_the_reference_class_passes_and_the_variants_differ_from_it():
+    assert checks.check_centered_rmsprop_class(_as_student_class(CENTERED_RMSPROP.reference))
+    assert checks.check_adagrad_class(_as_student_class(torch.optim.Adagrad))
+    case = CENTERED_RMSPROP.self_check_cases(torch.Generator().manual_seed(1))[0]
+    want = CENTERED_RMSPROP.trajectory(CENTERED_RMSPROP.reference, case)
+    for why, variant in CENTERED_RMSPROP.variants.items():
+        assert not torch.allclose(CENTERED_RMSPROP.trajectory(variant, case), want), why
+
+
+@pytest.mark.parametrize("rescale_lr", [False, True], ids=["as given", "half-fixed"])
+def test_the_buggy_adagrad_fails_where_it_should_without_a_diagnosis(rescale_lr):
+    student = partial(AdagradAsRunningMean, rescale_lr=rescale_lr)
+    with pytest.raises(AssertionError) as info:
+        checks.check_adagrad_class(_as_student_class(student))
+    message = str(info.value)
+    assert "Diagnosis" not in message  # find the bug: say where, never what
+    assert "after step 1 " not in message  # the first step is AdaGrad's
+    # the grader finds it wrong on its hidden cases too, also without naming the bug
+    probe = probes.PROBES["fixed_adagrad"]
+    results = []
+    for case in probe.make_cases("buggy adagrad"):
+        expected = _sandbox_result(probe, torch.optim.Adagrad, case)
+        results.append(
+            probes.compare_case(probe, case, expected, _sandbox_result(probe, student, case))
+        )
+    assert not all(passed for passed, _ in results)
+    assert not any("Diagnosis" in message for _, message in results)
+
+
+def test_rmsprop_lr_after_spike_is_what_torch_rmsprop_does():
+    gen = torch.Generator().manual_seed(0)
+    cases = RMSPROP_LR_AFTER_SPIKE.self_check_cases(gen) + RMSPROP_LR_AFTER_SPIKE.hidden_cases(gen)
+    assert any(case.args[0] < case.args[1] for case in cases)  # a case before the spike
+    for case in cases:
+        t, spike_step, spike, base, lr, beta, eps = case.args
+        grads = [spike if s == spike_step else base for s in range(1, t + 1)]
+        w = torch.zeros(1, dtype=D, requires_grad=True)
+        opt = torch.optim.RMSprop([w], lr=lr, alpha=beta, eps=eps)
+        for g in grads:
+            before = w.detach().clone()
+            w.grad = torch.full((1,), g, dtype=D)
+            opt.step()
+        measured = ((before - w.detach()).abs() / abs(grads[-1])).item()
+        assert measured == pytest.approx(ref_rmsprop_lr_after_spike(*case.args), rel=1e-9), (
+            case.label
+        )
+
+
+def test_fixed_adagrad_has_no_diagnoses():
+    assert FIXED_ADAGRAD.variants == {}

@@ -70,6 +70,74 @@ def test_scheduler_is_stepped_after_every_step():
     assert np.allclose(out, [1.0, 0.5, 0.25, 0.125])
 
 
+# --------------------------------------------------------------------------- forgetting a spike
+
+
+@pytest.mark.parametrize("beta", [0.9, 0.99])
+@pytest.mark.parametrize("tolerance", [0.01, 0.1])
+def test_rmsprop_recovers_exactly_when_the_formula_says(beta, tolerance):
+    ratios = [2.0, 10.0, 100.0, 1000.0]
+    at = round(10 / (1 - beta))
+    grads = np.ones((at + round(16 / (1 - beta)), len(ratios) + 1))
+    grads[at, :-1] = ratios
+    eff = adaptivity.effective_lrs(optim.RMSprop, grads, lr=1e-3, alpha=beta)
+    for j, r in enumerate(ratios):
+        measured = adaptivity.recovery_steps(eff[:, j], eff[:, -1], at, tolerance)
+        assert measured == adaptivity.spike_recovery_steps(beta, r, tolerance), (beta, r)
+
+
+def test_spike_recovery_steps_edge_cases_and_the_horizon_approximation():
+    assert adaptivity.spike_recovery_steps(0.99, 1.0) == 0  # no spike at all
+    assert adaptivity.spike_recovery_steps(0.99, 3.0, 0.1) == 0  # never leaves a 10 % band
+    n = adaptivity.spike_recovery_steps(0.999, 100.0, 0.01)
+    approx = 1000 * math.log(0.001 * (100**2 - 1) / (0.99**-2 - 1))
+    assert abs(n - approx) / n < 0.01  # n* ≈ ln(...) / (1 − β) for β close to 1
+    for bad in [
+        dict(beta=1.0, spike_ratio=10),
+        dict(beta=0.9, spike_ratio=0.5),
+        dict(beta=0.9, spike_ratio=10, tolerance=0.0),
+    ]:
+        with pytest.raises(ValueError):
+            adaptivity.spike_recovery_steps(**bad)
+
+
+def test_recovery_steps_of_adagrad_is_none_and_checks_its_input():
+    spiked, clean = adaptivity.spike_gradients(500, 10, 100.0), adaptivity.spike_gradients(500)
+    ada = [adaptivity.effective_lrs(optim.Adagrad, g, lr=0.1) for g in (spiked, clean)]
+    assert adaptivity.recovery_steps(*ada, spike_at=10) is None
+    assert adaptivity.recovery_steps(ada[1], ada[1], spike_at=10) == 0
+    with pytest.raises(ValueError):
+        adaptivity.recovery_steps(ada[0], ada[1][:-1], spike_at=10)
+    with pytest.raises(ValueError):
+        adaptivity.recovery_steps(ada[0], ada[1], spike_at=500)
+
+
+def test_average_weights_of_rmsprop_adagrad_and_online_rmsprop():
+    T = 60
+    rms = adaptivity.average_weights(optim.RMSprop, T, "v", lr=1e-3, alpha=0.9)
+    assert np.allclose(rms, 0.1 * 0.9 ** np.arange(T - 1, -1, -1), rtol=1e-12)
+    assert np.allclose(adaptivity.average_weights(optim.Adagrad, T, "G", lr=0.1), 1.0)
+    assert np.allclose(adaptivity.average_weights(optim.OnlineRMSprop, T, "v", gamma=1.0), 1 / T)
+    half = adaptivity.average_weights(optim.OnlineRMSprop, T, "v", gamma=0.5)
+    assert np.all(np.diff(half) < 0)  # γ < 1: the older the gradient, the larger its weight
+    t = np.arange(1, T + 1)  # exact: a_s = (γ/s) Π_{k=s+1}^{T} (1 − γ/k)
+    exact = [0.5 / s * np.prod(1 - 0.5 / t[s:]) for s in t]
+    assert np.allclose(half, exact, rtol=1e-12)
+    with pytest.raises(KeyError):
+        adaptivity.average_weights(optim.RMSprop, 3, "G", lr=1e-3)
+    with pytest.raises(ValueError):
+        adaptivity.average_weights(optim.RMSprop, 0, "v", lr=1e-3)
+
+
+def test_online_rmsprop_effective_lr_never_grows_but_rmsprop_does():
+    g = np.random.default_rng(1).standard_t(2, size=400)
+    for gamma in (0.3, 0.7, 1.0):
+        eff = adaptivity.effective_lrs(optim.OnlineRMSprop, g, lr=0.1, gamma=gamma)
+        assert np.all(np.diff(eff) <= 1e-12 * eff[:-1]), gamma
+    rms = adaptivity.effective_lrs(optim.RMSprop, g, lr=0.01)
+    assert np.sum(np.diff(rms) > 0) > 100
+
+
 # --------------------------------------------------------------------------- EMA bias
 
 
@@ -125,6 +193,47 @@ def test_sparse_logistic_objective_returns_the_suboptimality():
     gap = objective(lambda ps: optim.Adagrad(ps, lr=0.3), 0)
     assert 0 < gap < 0.1 and 0 in objective.problems
     assert objective(lambda ps: optim.Adagrad(ps, lr=0.3), 0) == gap  # same seed, same run
+
+
+def test_hessian_matches_autograd(problem):
+    H = problem.hessian()
+    assert torch.allclose(H, H.T)
+    w = problem.w_star + 0.1
+
+    def loss(v):
+        logits = problem.X @ v
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, problem.y)
+        return bce + 0.5 * problem.l2 * (v @ v)
+
+    assert torch.allclose(
+        problem.hessian(w), torch.autograd.functional.hessian(loss, w), atol=1e-12
+    )
+    # curvature along a weight grows with the feature's frequency (≈ p(1−p)·frequency)
+    diag = H.diagonal()[:-1].numpy()
+    assert np.corrcoef(diag, problem.frequency)[0, 1] > 0.9
+
+
+def test_feature_groups_exclude_the_bias(problem):
+    groups = sparse.feature_groups(problem, common_above=0.1, rare_below=0.02)
+    assert not groups["common"][-1] and not groups["rare"][-1]
+    assert not np.any(groups["common"] & groups["rare"])
+    assert groups["common"].sum() >= 1 and groups["rare"].sum() >= 1
+    with pytest.raises(ValueError):
+        sparse.feature_groups(problem, common_above=0.01, rare_below=0.1)
+
+
+def test_lr_sweep_matches_single_runs_and_finds_the_best(problem):
+    groups = sparse.feature_groups(problem, rare_below=0.02)
+    sweep = sparse.lr_sweep(problem, optim.SGD, [1.0, 3.0], groups, epochs=3, seed=2)
+    w = sparse.train_sparse_logistic(problem, optim.SGD, epochs=3, seed=2, lr=3.0)
+    err = (w - problem.w_star).abs().numpy()
+    assert sweep.at(3.0, "rare") == pytest.approx(err[groups["rare"]].mean(), rel=1e-12)
+    assert sweep.at(3.0) == pytest.approx(problem.loss(w) - problem.f_star, rel=1e-12)
+    assert sweep.best() == (3.0 if sweep.gap[1] < sweep.gap[0] else 1.0)
+    with pytest.raises(KeyError):
+        sweep.at(2.0)
+    with pytest.raises(ValueError):
+        sparse.lr_sweep(problem, optim.SGD, [], groups)
 
 
 # --------------------------------------------------------------------------- code listings

@@ -512,3 +512,44 @@ def test_unknown_assignment_is_a_clear_error(capsys):
     assert cli_main(["grade", "-a", "99_nothing", str(SOLUTIONS)]) == 2
     err = capsys.readouterr().err
     assert "no solutions notebook" in err and "01_gradient_descent" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 03: full marks for the solutions, none for the untouched exercises, and the find-the-bug
+# class left unfixed loses its points without the feedback naming the bug
+# ---------------------------------------------------------------------------------------------
+
+
+def _with_buggy_adagrad_left_in(solution_nb: dict) -> dict:
+    nb = json.loads(json.dumps(solution_nb))
+    for cell in nb["cells"]:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "fixed_adagrad_code":
+            cell["source"] = ["class FixedAdagrad(BuggyAdagrad):\n", "    pass\n"]
+    return nb
+
+
+def test_course_grade_chapter_03(tmp_path):
+    chapter = "03_adagrad_rmsprop"
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    solved = json.loads((SOLUTIONS / f"{chapter}.ipynb").read_text())
+    (inbox / "ada.ipynb").write_text(json.dumps(solved))
+    (inbox / "ben.ipynb").write_bytes((EXERCISES / f"{chapter}.ipynb").read_bytes())
+    (inbox / "cy.ipynb").write_text(json.dumps(_with_buggy_adagrad_left_in(solved)))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "course_lib.grade", "grade", "-a", chapter, str(inbox),
+           "-o", str(out), "--jobs", "1", "--no-progress"]  # fmt: skip
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, cwd=tempfile.gettempdir()
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((out / "gradebook.csv").open()))
+    total, by_question = {}, {}
+    for r in rows:
+        total[r["student"]] = total.get(r["student"], 0) + float(r["score"])
+        by_question[r["student"], r["question"]] = r
+    assert load_assignment(chapter).max_score == 11
+    assert total == {"ada": 11.0, "ben": 0.0, "cy": 9.0}
+    unfixed = by_question["cy", "fixed_adagrad"]
+    assert float(unfixed["score"]) == 0 and "Diagnosis" not in unfixed["feedback"]
+    assert "hidden quadratic" in unfixed["feedback"]

@@ -96,3 +96,18 @@ from course_lib.exercises.momentum import (  # noqa: E402
 
 NUMBER_EXERCISES[MOMENTUM_LR_LIMIT.name] = MOMENTUM_LR_LIMIT
 OPTIMIZER_CLASS_EXERCISES[FIXED_MOMENTUM_OPTIMIZER.name] = FIXED_MOMENTUM_OPTIMIZER
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 03 (AdaGrad and RMSprop): a whole optimizer with param groups, a class to fix, a number
+# ---------------------------------------------------------------------------------------------
+
+from course_lib.exercises.adaptive_rates import (  # noqa: E402
+    CENTERED_RMSPROP,
+    FIXED_ADAGRAD,
+    RMSPROP_LR_AFTER_SPIKE,
+)
+
+NUMBER_EXERCISES[RMSPROP_LR_AFTER_SPIKE.name] = RMSPROP_LR_AFTER_SPIKE
+OPTIMIZER_CLASS_EXERCISES[CENTERED_RMSPROP.name] = CENTERED_RMSPROP
+OPTIMIZER_CLASS_EXERCISES[FIXED_ADAGRAD.name] = FIXED_ADAGRAD

@@ -10,6 +10,10 @@ and never recovers from one huge gradient, RMSprop forgets it, bias correction r
   :func:`spike_gradients` this is the "inject one huge gradient" experiment.
 - :func:`simulate_ema`: Monte-Carlo estimate of :math:`\mathbb E[v_t]` for a zero-initialised
   EMA of i.i.d. gradients (or their squares), to compare with :math:`(1-\beta^t)\,\mathbb E[g^2]`.
+- :func:`spike_recovery_steps` and :func:`recovery_steps`: how long an exponential moving average
+  of squared gradients needs to forget one huge gradient, predicted in closed form and measured.
+- :func:`average_weights`: the weight each past squared gradient carries in an optimizer's second
+  moment, read off the optimizer's own state.
 
 Everything is float64, seeded and deterministic.
 """
@@ -28,9 +32,12 @@ from course_lib.train import make_optimizer
 
 __all__ = [
     "EMASimulation",
+    "average_weights",
     "effective_lrs",
+    "recovery_steps",
     "simulate_ema",
     "spike_gradients",
+    "spike_recovery_steps",
 ]
 
 DTYPE = torch.float64
@@ -174,3 +181,109 @@ def simulate_ema(
         target=target,
         runs=runs,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Forgetting a spike
+# ---------------------------------------------------------------------------------------------
+
+
+def spike_recovery_steps(beta: float, spike_ratio: float, tolerance: float = 0.01) -> int:
+    r"""Steps an EMA of squared gradients needs to forget one spike, in closed form.
+
+    The setting: gradients of constant size :math:`c` for long enough that the average has
+    settled, :math:`v = c^2` (many multiples of :math:`1/(1-\beta)` steps), then *one* gradient
+    of size :math:`s = r c` (``spike_ratio`` :math:`r`), then size :math:`c` again. The average
+    is linear in the squared gradients, so :math:`n` steps after the spike (:math:`n = 0` is the
+    spike's own step) it exceeds the spike-free average by exactly the spike's decayed excess:
+
+    .. math::
+        v_n = c^2 + (1-\beta)\,\beta^n\,(s^2 - c^2).
+
+    The effective learning rate :math:`\eta/\sqrt{v_n}` (ε neglected) is the spike-free one times
+    :math:`\sqrt{c^2/v_n}`; it is back within a factor :math:`1-\delta` (``tolerance``
+    :math:`\delta`) once :math:`(1-\beta)\beta^n(r^2-1) \le (1-\delta)^{-2} - 1`, i.e. after
+
+    .. math::
+        n^\star = \left\lceil \frac{\ln\!\big[(1-\beta)(r^2-1)\,/\,((1-\delta)^{-2}-1)\big]}
+                                   {\ln(1/\beta)} \right\rceil
+        \;\approx\; \frac{1}{1-\beta}\,
+        \ln\frac{(1-\beta)(r^2-1)}{(1-\delta)^{-2}-1}
+
+    steps (0 when the logarithm is negative: the spike never pushed the rate below the band).
+    So the recovery time is the averaging horizon :math:`1/(1-\beta)` times a *logarithm* of the
+    spike's energy and of the tolerance: "a few horizons" is right only for one spike size and
+    one criterion. With :math:`\beta = 0.99`, a spike 100 times the typical gradient and a 1 %
+    band, :math:`n^\star` is about 8.5 horizons; a spike 3 times the typical gradient and a 10 %
+    band needs none. The same formula holds for Adam's second moment (:math:`\beta = \beta_2`)
+    once :math:`1-\beta_2^t \approx 1`.
+    """
+    if not 0 < beta < 1:
+        raise ValueError(f"beta must be in (0, 1), got {beta!r}")
+    if not spike_ratio >= 1:
+        raise ValueError(f"spike_ratio must be >= 1 (a spike is larger), got {spike_ratio!r}")
+    if not 0 < tolerance < 1:
+        raise ValueError(f"tolerance must be in (0, 1), got {tolerance!r}")
+    excess = (1 - beta) * (spike_ratio**2 - 1) / ((1 - tolerance) ** -2 - 1)
+    if excess <= 1:
+        return 0
+    return math.ceil(math.log(excess) / math.log(1 / beta))
+
+
+def recovery_steps(
+    with_spike: np.ndarray, without_spike: np.ndarray, spike_at: int, tolerance: float = 0.01
+) -> int | None:
+    r"""Measured :func:`spike_recovery_steps`: when a run's effective rate is back in the band.
+
+    ``with_spike`` and ``without_spike`` are :func:`effective_lrs` of the same optimizer on the
+    same gradient stream with and without a spike at the 0-based step ``spike_at``. Returns the
+    smallest :math:`n \ge 0` such that from step ``spike_at + n`` to the end of the run the
+    ratio ``with_spike / without_spike`` stays :math:`\ge 1 - \delta`, or ``None`` if the run
+    ends before that (AdaGrad's sum never forgets, so on a long enough stream it is ``None``).
+    """
+    with_spike, without_spike = np.asarray(with_spike), np.asarray(without_spike)
+    if with_spike.shape != without_spike.shape or with_spike.ndim != 1:
+        raise ValueError("with_spike and without_spike must be 1-D arrays of the same length")
+    if not 0 <= spike_at < len(with_spike):
+        raise ValueError(f"spike_at must be in [0, {len(with_spike)}), got {spike_at!r}")
+    below = with_spike[spike_at:] / without_spike[spike_at:] < 1 - tolerance
+    if below[-1]:
+        return None
+    return int(np.flatnonzero(below)[-1] + 1) if below.any() else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Which past gradients an average remembers
+# ---------------------------------------------------------------------------------------------
+
+
+def average_weights(
+    optimizer: Any, steps: int, state_key: str, **optimizer_kwargs: Any
+) -> np.ndarray:
+    r"""The weight of each past squared gradient in an optimizer's second moment after ``steps``.
+
+    Every second moment in this chapter is *linear* in the squared gradients,
+    :math:`v_T = \sum_{s=1}^{T} a_{s,T}\, g_s^2`. To read the weights :math:`a_{s,T}` off the
+    optimizer itself, run it on ``steps`` coordinates where coordinate :math:`s` receives the
+    gradient 1 at step :math:`s` and 0 at every other step: after the last step, coordinate
+    :math:`s` of the state ``state_key`` holds exactly :math:`a_{s,T}`. Returns
+    :math:`(a_{1,T}, \dots, a_{T,T})`.
+
+    RMSprop (:math:`v \leftarrow \beta v + (1-\beta) g^2`): :math:`a_{s,T} = (1-\beta)\beta^{T-s}`,
+    recent gradients weigh most. AdaGrad's sum: all 1. Online RMSprop with :math:`\gamma = 1`:
+    all :math:`1/T` (the plain average); with :math:`\gamma < 1` the *oldest* gradients weigh
+    most (:math:`a_{s,T} \approx \gamma\, s^{\gamma-1} T^{-\gamma}`): each new gradient enters with
+    weight :math:`\gamma/t`, less than the plain average's :math:`1/t`.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    w = torch.zeros(steps, dtype=DTYPE, requires_grad=True)
+    opt = make_optimizer(optimizer, [w], **optimizer_kwargs)
+    one_hot = torch.eye(steps, dtype=DTYPE)
+    for t in range(steps):
+        w.grad = one_hot[t].clone()
+        opt.step()
+    state = opt.state[w]
+    if state_key not in state:
+        raise KeyError(f"state_key {state_key!r} not in the optimizer's state {sorted(state)}")
+    return state[state_key].detach().numpy().copy()

@@ -8,12 +8,14 @@ large rate because its accumulated squared gradient stays small.
 - :func:`train_sparse_logistic`: a fixed-budget mini-batch run of any optimizer.
 - :func:`sparse_logistic_objective`: the suboptimality :math:`f(w_T) - f^\star` as an objective
   for :func:`course_lib.experiments.comparison.compare_optimizers`.
+- :func:`feature_groups` and :func:`lr_sweep`: how far the common and the rare weights are from
+  their optimum after a fixed budget, for every learning rate of a grid.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +26,10 @@ from course_lib.data import make_sparse_logistic
 from course_lib.train import make_optimizer
 
 __all__ = [
+    "LrSweep",
     "SparseLogistic",
+    "feature_groups",
+    "lr_sweep",
     "sparse_logistic_objective",
     "sparse_logistic_problem",
     "train_sparse_logistic",
@@ -61,6 +66,21 @@ class SparseLogistic:
         X, y = (self.X, self.y) if idx is None else (self.X[idx], self.y[idx])
         with torch.no_grad():
             return X.T @ (torch.sigmoid(X @ w) - y) / len(y) + self.l2 * w
+
+    def hessian(self, w: torch.Tensor | None = None) -> torch.Tensor:
+        r"""Full-batch Hessian :math:`\frac1n X^\top \mathrm{diag}(p(1-p))\, X + \lambda I` at ``w``
+        (at the optimum :math:`w^\star` if ``None``), :math:`p = \sigma(Xw)`.
+
+        Its diagonal entry :math:`j` is the curvature along weight :math:`j`: about
+        :math:`\tfrac14\cdot` (the fraction of examples where feature :math:`j` is present), so a
+        rare feature's direction is flat; its largest eigenvalue :math:`\lambda_{\max}` sets the
+        full-batch gradient-descent limit :math:`\eta < 2/\lambda_{\max}` (chapter 01).
+        """
+        w = self.w_star if w is None else w.detach().to(DTYPE)
+        with torch.no_grad():
+            p = torch.sigmoid(self.X @ w)
+            eye = torch.eye(self.X.shape[1], dtype=DTYPE)
+            return (self.X.T * (p * (1 - p))) @ self.X / len(self.y) + self.l2 * eye
 
 
 def _logistic_loss(X, y, w, l2):
@@ -167,3 +187,88 @@ def sparse_logistic_objective(
 
     objective.problems = cache  # type: ignore[attr-defined]
     return objective
+
+
+# ---------------------------------------------------------------------------------------------
+# Common and rare weights under one learning rate
+# ---------------------------------------------------------------------------------------------
+
+
+def feature_groups(
+    problem: SparseLogistic, common_above: float = 0.1, rare_below: float = 0.01
+) -> dict[str, np.ndarray]:
+    """Boolean masks over the weights: ``"common"`` and ``"rare"`` features by frequency.
+
+    A feature is common when it is present in more than ``common_above`` of the examples and
+    rare below ``rare_below``; the appended bias weight (last) is in neither group.
+    """
+    if not 0 < rare_below <= common_above < 1:
+        raise ValueError(
+            f"need 0 < rare_below <= common_above < 1, got {rare_below!r}, {common_above!r}"
+        )
+    freq = problem.frequency
+    return {
+        "common": np.r_[freq > common_above, False],
+        "rare": np.r_[freq < rare_below, False],
+    }
+
+
+@dataclass
+class LrSweep:
+    """The result of :func:`lr_sweep`: one entry per learning rate of ``lrs``.
+
+    ``gap`` is :math:`f(w_T) - f^\\star` (``inf`` where the run blew up) and ``errors[name]`` the
+    mean :math:`|w_T - w^\\star|` over the weights of each group.
+    """
+
+    lrs: np.ndarray
+    gap: np.ndarray
+    errors: dict[str, np.ndarray]
+
+    def best(self, key: str = "gap") -> float:
+        """The learning rate with the smallest ``gap`` (or the smallest error of group ``key``)."""
+        values = self.gap if key == "gap" else self.errors[key]
+        return float(self.lrs[int(np.nanargmin(values))])
+
+    def at(self, lr: float, key: str = "gap") -> float:
+        """The ``gap`` (or the error of group ``key``) at learning rate ``lr`` of the grid."""
+        values = self.gap if key == "gap" else self.errors[key]
+        matches = np.flatnonzero(np.isclose(self.lrs, lr))
+        if not len(matches):
+            raise KeyError(f"lr {lr!r} is not in the grid {self.lrs.tolist()}")
+        return float(values[matches[0]])
+
+
+def lr_sweep(
+    problem: SparseLogistic,
+    optimizer: Any,
+    lrs: Sequence[float],
+    groups: dict[str, np.ndarray],
+    epochs: int = 2,
+    batch_size: int = 32,
+    seed: int = 0,
+    **optimizer_kwargs: Any,
+) -> LrSweep:
+    """Train once per learning rate (same batch order) and measure each group's distance to w*.
+
+    Every run is :func:`train_sparse_logistic` from :math:`w = 0` with ``optimizer(lr=lr,
+    **optimizer_kwargs)``; the groups come from :func:`feature_groups`.
+    """
+    if not len(lrs):
+        raise ValueError("lrs must not be empty")
+    gaps, errors = [], {name: [] for name in groups}
+    for lr in lrs:
+        w = train_sparse_logistic(
+            problem, optimizer, epochs=epochs, batch_size=batch_size, seed=seed, lr=lr,
+            **optimizer_kwargs,
+        )  # fmt: skip
+        gap = problem.loss(w) - problem.f_star
+        gaps.append(gap if math.isfinite(gap) else math.inf)
+        distance = (w - problem.w_star).abs().numpy()
+        for name, mask in groups.items():
+            errors[name].append(float(distance[mask].mean()))
+    return LrSweep(
+        lrs=np.asarray(lrs, dtype=float),
+        gap=np.asarray(gaps),
+        errors={name: np.asarray(v) for name, v in errors.items()},
+    )
