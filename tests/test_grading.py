@@ -512,3 +512,14 @@ def test_unknown_assignment_is_a_clear_error(capsys):
     assert cli_main(["grade", "-a", "99_nothing", str(SOLUTIONS)]) == 2
     err = capsys.readouterr().err
     assert "no solutions notebook" in err and "01_gradient_descent" in err
+
+
+# --- chapter 04 (appended) --------------------------------------------------------------------
+
+
+def test_chapter_04_points_come_from_solutions():
+    a = load_assignment("04_adam")
+    assert [q.grade_id for q in a.questions] == [
+        "adam_step", "uncorrected_peak_step", "adam_bug_hunt", "state_bytes"
+    ]
+    assert a.max_score == 6

@@ -84,3 +84,13 @@ __all__ = [
     "OptimizerClassExercise",
     "Rule",
 ]
+
+# --- chapter 04 (appended): uncorrected_peak_step, state_bytes, the Adam bug hunt ---------------
+from course_lib.exercises.adam_exercises import (  # noqa: E402
+    ADAM_BUG_HUNT,
+    STATE_BYTES,
+    UNCORRECTED_PEAK_STEP,
+)
+
+NUMBER_EXERCISES.update({e.name: e for e in (UNCORRECTED_PEAK_STEP, STATE_BYTES)})
+OPTIMIZER_CLASS_EXERCISES[ADAM_BUG_HUNT.name] = ADAM_BUG_HUNT
