@@ -445,3 +445,41 @@ def check_rmsprop_lr_after_spike(fn: Callable) -> bool:
     n_cases = _run_number_function(RMSPROP_LR_AFTER_SPIKE, fn, what)
     print(f"✓ rmsprop_lr_after_spike: all {n_cases} cases match. Well done!")
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 04 (appended): the uncorrected step's peak, optimizer state bytes, the Adam bug hunt
+# ---------------------------------------------------------------------------------------------
+
+
+def check_uncorrected_peak_step(uncorrected_peak_step: Callable, seed: int = 0) -> bool:
+    """Check ``uncorrected_peak_step(beta1, beta2) -> int``: the step t ≥ 1 at which Adam's
+    step without bias correction, on a constant gradient, is largest."""
+    from course_lib.exercises.adam_exercises import UNCORRECTED_PEAK_STEP
+
+    what = "uncorrected_peak_step(beta1, beta2)"
+    n_cases = _run_number_function(UNCORRECTED_PEAK_STEP, uncorrected_peak_step, what, seed)
+    print(f"✓ uncorrected_peak_step: all {n_cases} cases match. Well done!")
+    return True
+
+
+def check_state_bytes(state_bytes: Callable, seed: int = 0) -> bool:
+    """Check ``state_bytes(n_in, n_hidden, n_out, optimizer, bytes_per_number) -> int``: the
+    bytes of optimizer state for the MLP n_in → n_hidden → n_out (weights and biases)."""
+    from course_lib.exercises.adam_exercises import STATE_BYTES
+
+    what = "state_bytes(n_in, n_hidden, n_out, optimizer, bytes_per_number)"
+    n_cases = _run_number_function(STATE_BYTES, state_bytes, what, seed)
+    print(f"✓ state_bytes: all {n_cases} cases match. Well done!")
+    return True
+
+
+def check_adam_bug_hunt(cls, seed: int = 0) -> bool:
+    """Check a repaired Adam class ``cls(params, lr, betas, eps)`` against ``torch.optim.Adam``:
+    says on which quadratic and after which step it differs, never what the bug is."""
+    from course_lib.exercises.adam_exercises import ADAM_BUG_HUNT
+
+    return _check_optimizer_class(ADAM_BUG_HUNT, cls, seed)
+
+
+__all__ += ["check_adam_bug_hunt", "check_state_bytes", "check_uncorrected_peak_step"]

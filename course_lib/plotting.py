@@ -413,3 +413,153 @@ def animate_trajectories(
     out = HTML(html)
     out.frames = len(idx)  # for tests and curious readers
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 04 (Adam): step factors, sweeps, step vs signal-to-noise, empirical Fisher vs Hessian
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_step_factors(
+    t: np.ndarray,
+    factors: Mapping[str, np.ndarray],
+    ax: Axes | None = None,
+    *,
+    title: str = "",
+    reference: float = 1.0,
+    logy: bool = True,
+) -> tuple[Figure, Axes]:
+    """Adam's step in units of η over the step t (log x), one curve per setting, each with its
+    peak marked and labelled next to it (on a white box, so no curve hides the text and no
+    legend covers a curve; a curve that never exceeds ``reference`` says so); a dotted line at
+    ``reference`` (the corrected step)."""
+    fig, ax = _fig_ax(ax, figsize=(6.0, 3.6))
+    top = 0.0
+    for label, values in factors.items():
+        values = np.asarray(values, dtype=float)
+        (line,) = ax.plot(t, values, lw=1.8)
+        k = int(np.argmax(values))
+        top = max(top, float(values[k]))
+        style = {"fontsize": 9, "color": line.get_color(), "textcoords": "offset points"}
+        style["bbox"] = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85}
+        if values[k] > reference * (1 + 1e-6):
+            ax.plot(t[k], values[k], "o", ms=5, color=line.get_color())
+            text = f"{label}: peak {values[k]:.2f} at t = {t[k]}"
+            ax.annotate(text, (t[k], values[k]), xytext=(8, 6), **style)
+        else:  # rises to the reference from below: no peak to mark; label it at its right end
+            text = f"{label}: never above {reference:g}"
+            ax.annotate(text, (t[-1], values[-1]), xytext=(-4, -16), ha="right", **style)
+    ax.axhline(reference, color="k", ls=":", lw=1)
+    ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+        ax.set_ylim(top=top * 2.5)
+    else:
+        ax.set_ylim(top=top * 1.2)
+    ax.set_xlabel("step t")
+    ax.set_ylabel("|Δw| / η")
+    ax.grid(alpha=0.3, which="both")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig, ax
+
+
+def plot_sweep(
+    x: Sequence[float],
+    series: Mapping[str, np.ndarray],
+    ax: Axes | None = None,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    logx: bool = True,
+    logy: bool = True,
+    mark: str = "min",
+) -> tuple[Figure, Axes]:
+    """A measured quantity against a hyperparameter, one line per setting.
+
+    ``series[label]`` has shape ``(len(x),)`` or ``(seeds, len(x))``: with seeds the line is the
+    mean and a band spans min to max. ``mark="min"`` rings the best (lowest mean) point of every
+    line. The legend sits outside the axes, on the right."""
+    fig, ax = _fig_ax(ax, figsize=(6.4, 3.6))
+    xs = np.asarray(x, dtype=float)
+    for label, values in series.items():
+        values = np.atleast_2d(np.asarray(values, dtype=float))
+        mean = values.mean(0)
+        (line,) = ax.plot(xs, mean, "o-", ms=4, lw=1.6, label=label)
+        if values.shape[0] > 1:
+            ax.fill_between(xs, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
+        if mark == "min":
+            k = int(np.nanargmin(mean))
+            ax.plot(xs[k], mean[k], "o", ms=11, mfc="none", mec=line.get_color(), mew=1.6)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig, ax
+
+
+def plot_step_vs_snr(
+    snr: np.ndarray,
+    measured: np.ndarray,
+    predicted: np.ndarray,
+    ax: Axes | None = None,
+    *,
+    title: str = "",
+) -> tuple[Figure, Axes]:
+    """Adam's mean step (units of η) against the gradient's signal-to-noise ratio: measured
+    points, the formula as a line, and the two limits (sign descent, step ∝ SNR) as guides."""
+    fig, ax = _fig_ax(ax, figsize=(6.0, 3.6))
+    snr = np.asarray(snr, dtype=float)
+    ax.plot(snr, predicted, "-", lw=1.8, color="tab:blue", label="SNR / √(1 + SNR²)")
+    ax.plot(snr, measured, "o", ms=6, color="tab:orange", label="measured (mean step / η)")
+    ax.plot(snr, np.ones_like(snr), ":", color="k", lw=1, label="1: sign descent")
+    ax.plot(snr, snr, "--", color="0.5", lw=1, label="SNR")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(min(float(np.min(predicted)), float(np.min(measured))) * 0.7, 2.0)
+    ax.set_xlabel("signal-to-noise ratio |E g| / std g")
+    ax.set_ylabel("mean step / η")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right", fontsize=9)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig, ax
+
+
+def plot_fisher_vs_hessian(
+    panels: Mapping[str, tuple[np.ndarray, np.ndarray]], axes: Sequence[Axes] | None = None
+) -> tuple[Figure, Sequence[Axes]]:
+    """One log-log scatter per panel: the empirical Fisher's diagonal against the Hessian's,
+    coordinate by coordinate, with the line F = H. ``panels[title] = (hessian, fisher)``."""
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), sharey=True)
+        axes = np.atleast_1d(axes)
+    fig = axes[0].figure
+    all_values = np.concatenate([np.r_[h, f] for h, f in panels.values()])
+    positive = all_values[all_values > 0]
+    low, high = positive.min() / 2, positive.max() * 2
+    for ax, (title, (h, f)) in zip(axes, panels.items()):
+        h, f = np.asarray(h, dtype=float), np.asarray(f, dtype=float)
+        ax.loglog(h, np.clip(f, low, None), ".", ms=3, alpha=0.5, color="tab:blue")
+        ax.plot([low, high], [low, high], "k--", lw=1, label="F = H")
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
+        ax.set_xlabel("Hessian diagonal H")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(loc="upper left", fontsize=9)
+    axes[0].set_ylabel("empirical Fisher diagonal F")
+    fig.tight_layout()
+    return fig, axes
+
+
+__all__ += ["plot_fisher_vs_hessian", "plot_step_factors", "plot_step_vs_snr", "plot_sweep"]

@@ -255,3 +255,16 @@ def params_of(configs=CONFIGS, marks=()):
 
 def with_reference(maximize: bool = False) -> list[Config]:
     return [c for c in CONFIGS if c.reference and (c.reference.maximize or not maximize)]
+
+
+# --- chapter 04: AdaMax (appended) --------------------------------------------------------------
+ADAMAX_GROUPS = (
+    {"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.1},
+    {"lr": 0.003, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.01},
+)
+CONFIGS.append(
+    Config("Adamax", O.Adamax, groups=ADAMAX_GROUPS, buffers=2,
+           reference=Reference(_torch(torch.optim.Adamax),
+                               {"m": "exp_avg", "u": "exp_inf", "step": "step"}))
+)
+BY_ID = {c.id: c for c in CONFIGS}

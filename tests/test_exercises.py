@@ -340,3 +340,87 @@ def test_rmsprop_lr_after_spike_is_what_torch_rmsprop_does():
 
 def test_fixed_adagrad_has_no_diagnoses():
     assert FIXED_ADAGRAD.variants == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 04 (appended): uncorrected_peak_step, state_bytes, the Adam bug hunt
+# ---------------------------------------------------------------------------------------------
+
+SELF_CHECKS["adam_bug_hunt"] = checks.check_adam_bug_hunt
+
+
+def _chapter_04_cell(grade_id: str) -> str:
+    """The source of the cell of ``solutions/04_adam.ipynb`` with this nbgrader ``grade_id``."""
+    import json
+
+    nb = json.loads((PACKAGE.parent / "solutions" / "04_adam.ipynb").read_text())
+    [cell] = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id]
+    return "".join(cell["source"])
+
+
+def _chapter_04_classes() -> dict:
+    """``BuggyAdam`` as handed out and ``FixedAdam`` as the solutions notebook repairs it."""
+    namespace = {"torch": torch}
+    exec(_chapter_04_cell("buggy_adam"), namespace)
+    exec(_chapter_04_cell("adam_bug_hunt_code"), namespace)
+    return namespace
+
+
+def test_uncorrected_peak_step_reference_matches_the_lesson():
+    from course_lib.exercises.adam_exercises import ref_uncorrected_peak_step
+
+    assert ref_uncorrected_peak_step(0.9, 0.999) == 12
+    assert ref_uncorrected_peak_step(0.99, 0.999) == 136
+    assert ref_uncorrected_peak_step(0.5, 0.999) == 2
+    assert ref_uncorrected_peak_step(0.0, 0.999) == 1
+
+
+def test_uncorrected_peak_step_hidden_cases_are_clear_and_one_is_late():
+    from course_lib.exercises.adam_exercises import UNCORRECTED_PEAK_STEP, _clear_peak
+
+    cases = UNCORRECTED_PEAK_STEP.hidden_cases(torch.Generator().manual_seed(3))
+    assert len(cases) == 5 and all(b2 > b1 and _clear_peak(b1, b2) for b1, b2 in (c.args for c in cases))
+    assert UNCORRECTED_PEAK_STEP.reference(*cases[-1].args) > 100  # catches a search that stops at 100
+
+
+def test_state_bytes_reference_is_what_the_course_optimizers_hold():
+    from course_lib import optim
+    from course_lib.exercises.adam_exercises import STATE_BUFFERS, ref_state_bytes
+    from course_lib.train import make_mlp
+
+    classes = {"SGD": (optim.SGD, {}), "SGD+momentum": (optim.SGD, {"momentum": 0.9}),
+               "Adagrad": (optim.Adagrad, {}), "RMSprop": (optim.RMSprop, {}), "Adam": (optim.Adam, {}),
+               "AdamW": (optim.AdamW, {}), "Adamax": (optim.Adamax, {})}
+    assert set(classes) == set(STATE_BUFFERS)
+    for (n_in, n_hidden, n_out), dtype in (((7, 13, 3), torch.float32), ((20, 5, 2), torch.float64),
+                                           ((4, 9, 6), torch.bfloat16)):
+        for name, (cls, kwargs) in classes.items():
+            model = make_mlp(n_in, n_hidden, n_out, seed=0).to(dtype)
+            opt = cls(model.parameters(), lr=1e-3, **kwargs)
+            model(torch.randn(3, n_in, dtype=dtype)).sum().backward()
+            opt.step()
+            nbytes = torch.finfo(dtype).bits // 8
+            assert ref_state_bytes(n_in, n_hidden, n_out, name, nbytes) == optim.state_bytes(opt), name
+
+
+def test_adam_bug_hunt_self_check_says_where_but_never_what():
+    classes = _chapter_04_classes()
+    with pytest.raises(AssertionError) as info:
+        checks.check_adam_bug_hunt(classes["BuggyAdam"])
+    message = str(info.value)
+    assert "quadratic 1" in message and "after step 1" in message
+    assert "Diagnosis" not in message and "bias" not in message.lower()
+    assert checks.check_adam_bug_hunt(classes["FixedAdam"])
+
+
+def test_adam_bug_hunt_grader_fails_the_bug_without_a_diagnosis():
+    classes = _chapter_04_classes()
+    probe = probes.PROBES["adam_bug_hunt"]
+    for case in probe.make_cases("bug hunt"):
+        expected = _sandbox_result(probe, torch.optim.Adam, case)
+        passed, message = probes.compare_case(
+            probe, case, expected, _sandbox_result(probe, classes["BuggyAdam"], case)
+        )
+        assert not passed and "Diagnosis" not in message
+        fixed = _sandbox_result(probe, classes["FixedAdam"], case)
+        assert probes.compare_case(probe, case, expected, fixed) == (True, "")

@@ -553,3 +553,14 @@ def test_course_grade_chapter_03(tmp_path):
     unfixed = by_question["cy", "fixed_adagrad"]
     assert float(unfixed["score"]) == 0 and "Diagnosis" not in unfixed["feedback"]
     assert "hidden quadratic" in unfixed["feedback"]
+
+
+# --- chapter 04 (appended) --------------------------------------------------------------------
+
+
+def test_chapter_04_points_come_from_solutions():
+    a = load_assignment("04_adam")
+    assert [q.grade_id for q in a.questions] == [
+        "adam_step", "uncorrected_peak_step", "adam_bug_hunt", "state_bytes"
+    ]
+    assert a.max_score == 6

@@ -111,3 +111,13 @@ from course_lib.exercises.adaptive_rates import (  # noqa: E402
 NUMBER_EXERCISES[RMSPROP_LR_AFTER_SPIKE.name] = RMSPROP_LR_AFTER_SPIKE
 OPTIMIZER_CLASS_EXERCISES[CENTERED_RMSPROP.name] = CENTERED_RMSPROP
 OPTIMIZER_CLASS_EXERCISES[FIXED_ADAGRAD.name] = FIXED_ADAGRAD
+
+# --- chapter 04 (appended): uncorrected_peak_step, state_bytes, the Adam bug hunt ---------------
+from course_lib.exercises.adam_exercises import (  # noqa: E402
+    ADAM_BUG_HUNT,
+    STATE_BYTES,
+    UNCORRECTED_PEAK_STEP,
+)
+
+NUMBER_EXERCISES.update({e.name: e for e in (UNCORRECTED_PEAK_STEP, STATE_BYTES)})
+OPTIMIZER_CLASS_EXERCISES[ADAM_BUG_HUNT.name] = ADAM_BUG_HUNT

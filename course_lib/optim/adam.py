@@ -1,4 +1,4 @@
-r"""Adam and its family: AdamW, AMSGrad, RAdam, NAdam."""
+r"""Adam and its family: AdamW, AMSGrad, RAdam, NAdam, AdaMax."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from course_lib.optim import blocks
 from course_lib.optim.base import BlockOptimizer
 from course_lib.optim.validation import check_betas, check_hyperparameter
 
-__all__ = ["Adam", "AdamW", "NAdam", "RAdam"]
+__all__ = ["Adam", "AdamW", "Adamax", "NAdam", "RAdam"]
 
 
 def _check_adam_arguments(lr, betas, eps, weight_decay) -> tuple:
@@ -223,3 +223,49 @@ class NAdam(BlockOptimizer):
         m_bar = blocks.nadam_momentum(states, grads, m, t, beta1, group["momentum_decay"])
         v_hat = blocks.unbias(v, blocks.bias_correction(beta2, t))
         blocks.apply_update(params, blocks.rms_scale(m_bar, v_hat, group["eps"]), group["lr"])
+
+
+class Adamax(BlockOptimizer):
+    r"""AdaMax (Kingma & Ba, 2015, Sec. 7.1): Adam with the infinity norm in place of the RMS.
+
+    .. math::
+        g &\leftarrow \nabla L(w) + \lambda w \quad\text{(L2, only if weight\_decay > 0)}\\
+        m &\leftarrow \beta_1 m + (1-\beta_1)\, g, \qquad
+        u \leftarrow \max(\beta_2 u,\ |g| + \epsilon) \\
+        w &\leftarrow w - \frac{\eta}{1-\beta_1^t}\, \frac{m}{u}
+
+    :math:`u` is an exponentially weighted maximum of :math:`|g|`
+    (:func:`~course_lib.optim.blocks.ema_inf_norm`): it needs no bias correction, and the step
+    has a simple bound. Every past :math:`|g_s|` is at most :math:`u_t/\beta_2^{t-s}`, so (for
+    :math:`\beta_1 < \beta_2`)
+    :math:`|\hat m_t| / u_t \le (1-\beta_1)/(1-\beta_1/\beta_2)` and
+    :math:`|\Delta w| \le 1.009\,\eta` for the default betas (the paper rounds this to
+    :math:`|\Delta w| \le \eta`; the bound is reached by a gradient that shrinks by exactly
+    :math:`\beta_2` per step). Defaults :math:`\eta = 2\cdot 10^{-3}`,
+    :math:`\beta = (0.9, 0.999)` are the paper's; :math:`\epsilon = 10^{-8}` (inside the
+    maximum) and ``weight_decay`` (L2) are ``torch.optim.Adamax``'s, whose arguments, defaults and
+    semantics this class has. State: ``m``, ``u`` (torch: ``exp_avg``, ``exp_inf``), ``step``.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        betas = _check_adam_arguments(lr, betas, eps, weight_decay)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def update(self, group, params, grads, states):
+        beta1, beta2 = group["betas"]
+        grads = blocks.add_l2(grads, params, group["weight_decay"])
+        t = blocks.count_step(states)
+        m = blocks.ema(states, "m", grads, beta1)
+        u = blocks.ema_inf_norm(states, "u", grads, beta2, group["eps"])
+        m_hat = blocks.unbias(m, blocks.bias_correction(beta1, t))
+        blocks.apply_update(params, blocks.inf_norm_scale(m_hat, u), group["lr"])

@@ -29,6 +29,7 @@ TORCH_STATE_NAMES: dict[str, dict[str, str]] = {
     "AdamW": _ADAM,
     "RAdam": {"exp_avg": "m", "exp_avg_sq": "v"},
     "NAdam": {"exp_avg": "m", "exp_avg_sq": "v"},
+    "Adamax": {"exp_avg": "m", "exp_inf": "u"},
     "Lion": {"exp_avg": "m"},  # lion-pytorch
 }
 
@@ -42,6 +43,7 @@ STATE_KEYS: dict[str, set[str]] = {
     "Adam": {"step", "m", "v", "v_max", "v_hat_max"},
     "RAdam": {"step", "m", "v"},
     "NAdam": {"step", "m", "v", "mu_product"},
+    "Adamax": {"step", "m", "u"},
     "Lion": {"m"},
     "PowerSign": {"step", "m"},
     "AddSign": {"step", "m"},

@@ -7,18 +7,28 @@ Every adaptive method divides a direction by a running size of the gradient,
 * RMSprop/Adam: an EMA (:func:`course_lib.optim.blocks.ema_sq`), optionally centered
   (:func:`centered_second_moment`) or bias-corrected (:func:`course_lib.optim.blocks.unbias`);
 * AMSGrad: the running maximum of it (:mod:`course_lib.optim.blocks.amsgrad`);
-* Adadelta: a second EMA of the updates themselves sets the scale (:func:`adadelta_direction`).
+* Adadelta: a second EMA of the updates themselves sets the scale (:func:`adadelta_direction`);
+* AdaMax: no square at all, an exponentially weighted *maximum* of :math:`|g|`
+  (:func:`ema_inf_norm`), divided by as it is (:func:`inf_norm_scale`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from course_lib.optim.blocks.core import lazy_state
 
-__all__ = ["accumulate_sq", "adadelta_direction", "centered_second_moment", "rms_scale"]
+__all__ = [
+    "accumulate_sq",
+    "adadelta_direction",
+    "centered_second_moment",
+    "ema_inf_norm",
+    "inf_norm_scale",
+    "rms_scale",
+]
 
 
 def accumulate_sq(
@@ -85,3 +95,37 @@ def adadelta_direction(
     """
     scaled = rms_scale(grads, v, eps, eps_inside=True)
     return [s.mul_(u_i.add(eps).sqrt_()) for s, u_i in zip(scaled, u)]
+
+
+def ema_inf_norm(
+    states: list[dict[str, Any]], key: str, grads: list[Tensor], beta: float, eps: float
+) -> list[Tensor]:
+    r"""AdaMax's scale (Kingma & Ba 2015, §7.1): :math:`u \leftarrow \max(\beta u, |g| + \epsilon)`.
+
+    Adam's :math:`v` is an EMA of :math:`|g|^2`. Take the power :math:`p` instead of 2 and the
+    decay :math:`\beta^p` instead of :math:`\beta`; the :math:`p`-th root of that EMA,
+    :math:`\big((1-\beta^p)\sum_s \beta^{p(t-s)}|g_s|^p\big)^{1/p}`, tends as
+    :math:`p \to \infty` to its largest term, :math:`u_t = \max_s \beta^{t-s}|g_s|`: the
+    exponentially weighted infinity norm of the gradients, which this recursion computes. A large
+    gradient sets the scale at once and is then forgotten by a factor :math:`\beta` per step; it
+    is not averaged in, as in :math:`v`.
+
+    No bias correction is needed: a maximum started at 0 is not pulled towards 0 (the first step
+    gives :math:`u_1 = |g_1| + \epsilon`). :math:`\epsilon` is ``torch.optim.Adamax``'s (the
+    paper has none): it is added to :math:`|g|` *inside* the maximum, so :math:`u \ge \epsilon`
+    and a coordinate whose gradients are all zero is never divided by zero. Returns the state
+    buffers (state ``key``, zero before the first step).
+    """
+    u = lazy_state(states, key, grads)
+    for u_i, g in zip(u, grads):
+        torch.maximum(u_i.mul_(beta), g.abs().add_(eps), out=u_i)
+    return u
+
+
+def inf_norm_scale(x: list[Tensor], u: list[Tensor]) -> list[Tensor]:
+    r"""Divide by AdaMax's scale as it is: :math:`x / u`.
+
+    Unlike :func:`rms_scale` there is no root (:math:`u` already has the units of :math:`g`) and
+    no :math:`\epsilon` (:func:`ema_inf_norm` has put it inside :math:`u`). Returns new tensors.
+    """
+    return [x_i / u_i for x_i, u_i in zip(x, u)]

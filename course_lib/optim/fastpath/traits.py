@@ -44,6 +44,7 @@ _TRAITS: dict[type, Traits] = {
     adam.Adam: _BETA1,
     adam.RAdam: _BETA1,
     adam.NAdam: Traits(),  # beta1 feeds mu_product, kept in the state as a number
+    adam.Adamax: _BETA1,
     frontier.Lion: Traits(),
     frontier.Adai: Traits(),
     frontier.Adan: Traits(own_step=True),  # its step() advances the group counters only
