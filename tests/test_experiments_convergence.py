@@ -61,7 +61,9 @@ def test_gd_criteria_on_a_quadratic_contract_geometrically():
 def test_gd_criteria_on_w4_decay_at_three_rates():
     c = gd_criteria(lambda w: w[0] ** 4, (1.0,), (0.0,), lr=0.05, steps=4000)
     k = np.arange(1000, 4001)
-    slopes = [np.polyfit(np.log(k), np.log(v[1000:]), 1)[0] for v in (c.distance, c.gap, c.grad_norm**2)]
+    slopes = [
+        np.polyfit(np.log(k), np.log(v[1000:]), 1)[0] for v in (c.distance, c.gap, c.grad_norm**2)
+    ]
     assert slopes == pytest.approx([-0.5, -2.0, -1.5 * 2], abs=0.05)
 
 
@@ -171,7 +173,9 @@ def test_digits_checkpoint_and_its_divergence_lr_are_reproducible():
     assert X.shape == (1347, 64) and y.shape == (1347,)
     lam = top_hessian_eigenvalue(model, nn.functional.cross_entropy, (X, y)).eigenvalue
     threshold = divergence_lr(model, X, y, 0.5 * 2 / lam, 8 * 2 / lam, rtol=1e-2)
-    assert gd_diverges(model, X, y, threshold * 1.02) and not gd_diverges(model, X, y, threshold / 1.02)
+    assert gd_diverges(model, X, y, threshold * 1.02) and not gd_diverges(
+        model, X, y, threshold / 1.02
+    )
 
 
 def test_sharpness_along_gd_starts_at_the_models_sharpness():
@@ -191,7 +195,9 @@ def test_lr_sweep_update_ratio_is_lr_times_gradient_over_weights_and_divergence_
     small, large, huge = runs
     # same start, same first batch: the first ratio is proportional to the learning rate
     for name in small.update_ratio:
-        assert large.update_ratio[name][0] == pytest.approx(10 * small.update_ratio[name][0], rel=1e-4)
+        assert large.update_ratio[name][0] == pytest.approx(
+            10 * small.update_ratio[name][0], rel=1e-4
+        )
     assert small.diverged_at is None and len(small.losses) == 6 * 2
     assert huge.diverged_at is not None and len(huge.losses) == huge.diverged_at
 
