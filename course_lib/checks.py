@@ -483,3 +483,128 @@ def check_adam_bug_hunt(cls, seed: int = 0) -> bool:
 
 
 __all__ += ["check_adam_bug_hunt", "check_state_bytes", "check_uncorrected_peak_step"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapters 00-01 (issue #12): critical points, stopping rules, SGD's noise floor, a measurement
+# ---------------------------------------------------------------------------------------------
+
+from course_lib.exercises.critical_points import CLASSIFY_CRITICAL_POINT  # noqa: E402
+from course_lib.exercises.sgd_measures import (  # noqa: E402
+    SGD_NOISE_FLOOR,
+    STABILITY_RATIO,
+    MeasuredNumberExercise,
+)
+from course_lib.exercises.stopping_rules import (  # noqa: E402
+    EARLY_STOPPING_EPOCH,
+    GRADIENT_TOLERANCE,
+)
+
+__all__ += [
+    "check_classify_critical_point",
+    "check_early_stopping_epoch",
+    "check_gradient_tolerance",
+    "check_sgd_noise_floor",
+    "check_stability_ratio",
+]
+
+
+def check_classify_critical_point(classify_critical_point: Callable, seed: int = 0) -> bool:
+    """Check ``classify_critical_point(H, tol) -> MINIMUM | MAXIMUM | SADDLE | INCONCLUSIVE``."""
+    what = "the class (1 = MINIMUM, -1 = MAXIMUM, 0 = SADDLE, 2 = INCONCLUSIVE)"
+    n_cases = _run_number_function(CLASSIFY_CRITICAL_POINT, classify_critical_point, what, seed)
+    print(f"✓ classify_critical_point: all {n_cases} Hessians classified right. Well done!")
+    return True
+
+
+def check_gradient_tolerance(value_or_fn, mu=None, L=None, delta=None) -> bool:
+    """Check the gradient tolerance that certifies ``‖w − w*‖ ≤ delta`` (μ-strongly convex f).
+
+    Pass a function ``gradient_tolerance(mu, L, delta) -> float``, or a number together with
+    the ``mu``, ``L`` and ``delta`` it was computed for.
+    """
+    if callable(value_or_fn):
+        n_cases = _run_number_function(
+            GRADIENT_TOLERANCE, value_or_fn, "the gradient tolerance ε"
+        )
+        print(f"✓ gradient_tolerance: all {n_cases} cases are right. Well done!")
+        return True
+    if mu is None or L is None or delta is None:
+        raise ValueError("check_gradient_tolerance(value, mu=..., L=..., delta=...): pass all 3")
+    where, what = f"mu={mu}, L={L}, delta={delta}", "the gradient tolerance ε"
+    _check_number(GRADIENT_TOLERANCE, (mu, L, delta), value_or_fn, what, where)
+    print("✓ the gradient tolerance is right.")
+    return True
+
+
+def check_early_stopping_epoch(early_stopping_epoch: Callable) -> bool:
+    """Check ``early_stopping_epoch(val_losses, patience) -> int`` (the epoch whose weights are
+    kept) on fixed validation curves; a wrong answer names the input, not the bug."""
+    n_cases = _run_number_function(
+        EARLY_STOPPING_EPOCH, early_stopping_epoch, "the epoch whose weights are kept"
+    )
+    print(f"✓ early_stopping_epoch: all {n_cases} validation curves are right. Well done!")
+    return True
+
+
+def check_sgd_noise_floor(value_or_fn, lr=None, curvature=None, noise_std=None) -> bool:
+    """Check the stationary ``E[w²]`` of constant-lr SGD on ``½·h·w²`` with gradient noise σ.
+
+    Pass a function ``sgd_noise_floor(lr, curvature, noise_std) -> float``, or a number with the
+    ``lr``, ``curvature`` and ``noise_std`` it was computed for.
+    """
+    what = "the stationary E[w²]"
+    if callable(value_or_fn):
+        n_cases = _run_number_function(SGD_NOISE_FLOOR, value_or_fn, what)
+        print(f"✓ sgd_noise_floor: all {n_cases} cases are right. Well done!")
+        return True
+    if lr is None or curvature is None or noise_std is None:
+        raise ValueError("check_sgd_noise_floor(value, lr=..., curvature=..., noise_std=...)")
+    where = f"lr={lr}, curvature={curvature}, noise_std={noise_std}"
+    _check_number(SGD_NOISE_FLOOR, (lr, curvature, noise_std), value_or_fn, what, where)
+    print("✓ the noise floor is right.")
+    return True
+
+
+def check_stability_ratio(stability_ratio: Callable) -> bool:
+    """Check a *measurement*: ``stability_ratio(seed)`` against the reference measurement.
+
+    The reference runs the same experiment with :mod:`course_lib.experiments` (a few seconds);
+    answers within the exercise's band (3 %) are right.
+    """
+    _run_measured_function(STABILITY_RATIO, stability_ratio, "the measured ratio lr / (2/λ_max)")
+    print("✓ stability_ratio: your measurement agrees with the reference. Well done!")
+    return True
+
+
+def _run_measured_function(exercise: MeasuredNumberExercise, fn: Callable, what: str) -> None:
+    """Like :func:`_run_number_function`, but a measurement is right within ``exercise.rtol``.
+
+    The message says how far off the answer is, not the reference value itself.
+    """
+    for case in exercise.self_check_cases(torch.Generator().manual_seed(0)):
+        try:
+            got = fn(*[_clone(arg) for arg in case.args])
+        except NotImplementedError:
+            raise AssertionError(
+                f"{exercise.name} is not implemented yet: replace "
+                "`raise NotImplementedError()` with your code"
+            ) from None
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        if hasattr(got, "item") and not isinstance(got, (int, float)):
+            got = got.item()
+        if isinstance(got, bool) or not isinstance(got, (int, float)):
+            raise AssertionError(f"{case.label}: {what} must be a number, got {_describe(got)}")
+        got = float(got)
+        if exercise.is_right(case.args, got):
+            continue
+        want = exercise.reference(*case.args)
+        off = (got - want) / want if math.isfinite(got) else math.inf
+        msg = (
+            f"{case.label}: {what} is {got:.4g}, {abs(off):.0%} "
+            f"{'above' if off > 0 else 'below'} the reference measurement (allowed: "
+            f"{exercise.rtol:.0%})"
+        )
+        print(f"✗ {msg}")
+        raise AssertionError(msg)

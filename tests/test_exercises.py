@@ -424,3 +424,111 @@ def test_adam_bug_hunt_grader_fails_the_bug_without_a_diagnosis():
         assert not passed and "Diagnosis" not in message
         fixed = _sandbox_result(probe, classes["FixedAdam"], case)
         assert probes.compare_case(probe, case, expected, fixed) == (True, "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapters 00-01 (issue #12): find-the-bug, a measured number, and docstrings without the code
+# ---------------------------------------------------------------------------------------------
+
+ROOT = PACKAGE.parent
+
+
+def _solutions_function(chapter: str, name: str):
+    """Define ``name`` from the cell of ``solutions/<chapter>.ipynb`` that defines it."""
+    import json
+
+    nb = json.loads((ROOT / "solutions" / f"{chapter}.ipynb").read_text())
+    for cell in nb["cells"]:
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "code" and f"def {name}(" in text:
+            namespace: dict = {"torch": torch}
+            exec(compile(text, f"<{chapter}:{name}>", "exec"), namespace)  # noqa: S102
+            return namespace[name], text
+    raise LookupError(f"{name} is not defined in solutions/{chapter}.ipynb")
+
+
+def test_the_buggy_early_stopping_rule_fails_the_self_check_and_the_grader_without_a_diagnosis():
+    from course_lib.exercises.stopping_rules import EARLY_STOPPING_EPOCH
+
+    buggy, _ = _solutions_function("00_orientation", "buggy_early_stopping_epoch")
+    with pytest.raises(AssertionError) as info:
+        checks.check_early_stopping_epoch(buggy)
+    assert "val_losses=" in str(info.value) and "Diagnosis" not in str(info.value)
+    assert EARLY_STOPPING_EPOCH.variants == {}, "a find-the-bug exercise never names the bug"
+    probe = probes.PROBES["early_stopping_epoch"]
+    reference = EARLY_STOPPING_EPOCH.reference
+    failed = []
+    for case in probe.make_cases("buggy"):
+        passed, message = probes.compare_case(
+            probe, case, _sandbox_result(probe, reference, case), _sandbox_result(probe, buggy, case)
+        )
+        if not passed:
+            failed.append(message)
+    assert failed and all("Diagnosis" not in m for m in failed)
+
+
+def test_a_measured_number_is_graded_within_its_band():
+    from course_lib.exercises.sgd_measures import STABILITY_RATIO
+
+    probe = probes.PROBES["stability_ratio"]
+    assert probe.rtol == STABILITY_RATIO.rtol == 0.03 and probe.atol == 0.0
+    case = probe.make_cases("band")[0]
+    expected = {"out": [_data(2.0)], "mutated": []}
+    assert probes.compare_case(probe, case, expected, {"out": [_data(2.04)], "mutated": []})[0]
+    passed, message = probes.compare_case(probe, case, expected, {"out": [_data(2.1)], "mutated": []})
+    assert not passed and "expected 2" in message
+    assert STABILITY_RATIO.is_right((1,), STABILITY_RATIO.reference(1) * 1.02)
+    assert not STABILITY_RATIO.is_right((1,), STABILITY_RATIO.reference(1) * 1.05)
+
+
+def test_the_stability_self_check_says_how_far_off_a_measurement_is():
+    with pytest.raises(AssertionError, match=r"seed=1: .* 50% above the reference measurement"):
+        checks.check_stability_ratio(lambda seed: 1.5 * STABILITY_REFERENCE_AT_SEED_1())
+
+
+def STABILITY_REFERENCE_AT_SEED_1() -> float:  # noqa: N802 - a cached constant
+    from course_lib.exercises.sgd_measures import ref_stability_ratio
+
+    return ref_stability_ratio(1)
+
+
+@pytest.mark.slow
+def test_the_stability_seeds_have_a_single_divergence_boundary():
+    """Every correct bisection lands on the same learning rate only if "diverges" switches once."""
+    import numpy as np
+    from torch import nn
+
+    from course_lib.exercises.sgd_measures import (
+        HIDDEN_STABILITY_SEEDS,
+        STABILITY_EPOCHS,
+        STABILITY_STEPS,
+    )
+    from course_lib.experiments.sharpness import top_hessian_eigenvalue
+    from course_lib.experiments.stability import digits_checkpoint, gd_diverges
+
+    for seed in (1, *HIDDEN_STABILITY_SEEDS):
+        model, X, y = digits_checkpoint(seed, epochs=STABILITY_EPOCHS)
+        lam = top_hessian_eigenvalue(model, nn.functional.cross_entropy, (X, y)).eigenvalue
+        scan = [
+            gd_diverges(model, X, y, f * 2 / lam, steps=STABILITY_STEPS)
+            for f in np.geomspace(0.5, 8, 60)
+        ]
+        switches = sum(a != b for a, b in zip(scan, scan[1:]))
+        assert not scan[0] and scan[-1] and switches == 1, (seed, scan)
+
+
+@pytest.mark.parametrize(
+    "chapter, name, forbidden",
+    [
+        ("00_orientation", "classify_critical_point", ("eigvalsh", "> tol", "< -tol")),
+        ("00_orientation", "gradient_tolerance", ("mu * delta", "mu*delta", "μδ")),
+        ("01_gradient_descent", "sgd_step", ("p - lr", "lr * g", "lr·g")),
+        ("01_gradient_descent", "divergence_threshold", ("2 /", "2/", "λ_max")),
+        ("01_gradient_descent", "sgd_noise_floor", ("(2 -", "2 − ", "σ² /")),
+    ],
+)
+def test_implement_and_derive_docstrings_do_not_contain_the_answer(chapter, name, forbidden):
+    function, _ = _solutions_function(chapter, name)
+    doc = function.__doc__ or ""
+    assert doc.strip(), f"{name} needs a docstring stating the task and the interface"
+    assert not [f for f in forbidden if f in doc], doc

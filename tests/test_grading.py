@@ -174,8 +174,14 @@ def test_solution_notebook_layout(chapter):
 
 def test_points_come_from_solutions():
     a = load_assignment("01_gradient_descent")
-    assert [q.grade_id for q in a.questions] == ["sgd_step", "divergence_threshold", "fixed_sgd"]
-    assert a.max_score == 6
+    assert [q.grade_id for q in a.questions] == [
+        "sgd_step",
+        "divergence_threshold",
+        "fixed_sgd",
+        "sgd_noise_floor",
+        "stability_ratio",
+    ]
+    assert a.max_score == 10
 
 
 def test_to_python_neutralises_magics():
@@ -491,9 +497,9 @@ def test_course_grade_end_to_end_smoke(tmp_path):
     total = {}
     for r in rows:
         total[r["student"]] = total.get(r["student"], 0) + float(r["score"])
-    assert total == {"ada": 6.0, "ben": 0.0, "cy": 0.0}
+    assert total == {"ada": 10.0, "ben": 0.0, "cy": 0.0}
     assert {r["max_score"] for r in rows} == {"2"}
-    assert "Total: 6 / 6" in (out / "feedback" / "ada.txt").read_text()
+    assert "Total: 10 / 10" in (out / "feedback" / "ada.txt").read_text()
     assert "not implemented" in (out / "feedback" / "ben.txt").read_text()
 
 
@@ -564,3 +570,34 @@ def test_chapter_04_points_come_from_solutions():
         "adam_step", "uncorrected_peak_step", "adam_bug_hunt", "state_bytes"
     ]
     assert a.max_score == 6
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapters 00-01 (issue #12): the new assignments are graded from their solutions
+# ---------------------------------------------------------------------------------------------
+
+
+def test_chapter_00_assignment_lists_its_three_questions():
+    a = load_assignment("00_orientation")
+    assert [q.grade_id for q in a.questions] == [
+        "classify_critical_point",
+        "gradient_tolerance",
+        "early_stopping_epoch",
+    ]
+    assert a.max_score == 6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter, full", [("00_orientation", 6), ("01_gradient_descent", 10)])
+def test_chapters_00_01_solutions_full_marks_blank_exercises_zero(tmp_path, chapter, full):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "teacher.ipynb").write_bytes((SOLUTIONS / f"{chapter}.ipynb").read_bytes())
+    (inbox / "blank.ipynb").write_bytes((EXERCISES / f"{chapter}.ipynb").read_bytes())
+    out = tmp_path / "out"
+    assert cli_main(["grade", "-a", chapter, str(inbox), "-o", str(out), "--no-progress"]) == 0
+    totals: dict[str, float] = {}
+    with open(out / "gradebook.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            totals[row["student"]] = totals.get(row["student"], 0.0) + float(row["score"])
+    assert totals == {"teacher": full, "blank": 0}

@@ -121,3 +121,29 @@ from course_lib.exercises.adam_exercises import (  # noqa: E402
 
 NUMBER_EXERCISES.update({e.name: e for e in (UNCORRECTED_PEAK_STEP, STATE_BYTES)})
 OPTIMIZER_CLASS_EXERCISES[ADAM_BUG_HUNT.name] = ADAM_BUG_HUNT
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapters 00-01 (issue #12): critical points, stopping rules, SGD's noise floor, and a measured
+# number (the divergence learning rate of a real net in units of 2/λ_max)
+# ---------------------------------------------------------------------------------------------
+
+from course_lib.exercises.critical_points import CLASSIFY_CRITICAL_POINT  # noqa: E402
+from course_lib.exercises.sgd_measures import SGD_NOISE_FLOOR, STABILITY_RATIO  # noqa: E402
+from course_lib.exercises.stopping_rules import (  # noqa: E402
+    EARLY_STOPPING_EPOCH,
+    GRADIENT_TOLERANCE,
+)
+
+NUMBER_EXERCISES.update(
+    {
+        exercise.name: exercise
+        for exercise in (
+            CLASSIFY_CRITICAL_POINT,
+            GRADIENT_TOLERANCE,
+            EARLY_STOPPING_EPOCH,
+            SGD_NOISE_FLOOR,
+            STABILITY_RATIO,
+        )
+    }
+)

@@ -11,6 +11,8 @@ here does one such measurement, with the method written out in its docstring, an
 - ``comparison``  fair optimizer comparisons (lr grid, several seeds, mean ± spread)
 - ``memory``      the state memory an optimizer really holds
 - ``sharpness``   the top Hessian eigenvalue and the Hessian trace
+- ``convergence`` stopping criteria, gradient norms during training, SGD's O(1/√T) guarantee
+- ``tuning``      update-to-weight ratios over a learning-rate sweep; grid vs random search
 
 Import the module you need (``from course_lib.experiments.stability import bisect_threshold``);
 importing this package imports none of them.

@@ -1,4 +1,4 @@
-"""Sharpness of a minimum: the top Hessian eigenvalue and the Hessian trace, without the Hessian.
+r"""Sharpness of a minimum: the top Hessian eigenvalue and the Hessian trace, without the Hessian.
 
 A network with d parameters has a d × d Hessian, far too big to build. But autograd can compute
 a *Hessian-vector product* Hv for the price of about two backward passes ("double backprop"):
@@ -16,10 +16,15 @@ algorithms need nothing more:
 Both work on a closure ``loss_fn() -> scalar`` and a list of parameters, or, more conveniently,
 on a model, a loss function and a batch (:func:`model_closure`). Call them with the model in the
 state you want to measure (``model.eval()`` if it has dropout or batch norm).
+
+λ_max is a property of *one point*. :func:`sharpness_along_gd` follows it along a run of
+full-batch gradient descent: chapter 01 uses it to show that a run started where
+:math:`\eta\lambda_{\max} > 2` survives only by moving to where :math:`\eta\lambda_{\max} < 2`.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +38,7 @@ __all__ = [
     "hessian_vector_product",
     "hutchinson_trace",
     "model_closure",
+    "sharpness_along_gd",
     "top_hessian_eigenvalue",
 ]
 
@@ -192,3 +198,41 @@ def hutchinson_trace(*args, samples: int = 100, seed: int = 0, **kwargs) -> Trac
     else:
         se = float("nan")
     return TraceResult(trace=mean, std_error=se, samples=samples)
+
+
+def sharpness_along_gd(
+    model: nn.Module,
+    loss_fn: Callable,
+    batch: Sequence[torch.Tensor],
+    lr: float,
+    record_at: Sequence[int],
+    iters: int = 300,
+    tol: float = 1e-6,
+) -> tuple[list[float], list[float]]:
+    """λ_max and the loss at the steps ``record_at`` of full-batch gradient descent with ``lr``.
+
+    Runs plain gradient descent (:class:`course_lib.optim.SGD`) on ``loss_fn(model(X), y)`` for
+    the whole ``batch = (X, y)``, on a copy of ``model``, up to ``max(record_at)`` steps;
+    before the steps listed in ``record_at`` (0 = the start) it measures the top Hessian
+    eigenvalue with :func:`top_hessian_eigenvalue` and the loss. Returns
+    ``(eigenvalues, losses)`` in the order of ``record_at``.
+    """
+    from course_lib.optim import SGD
+
+    marks = sorted(set(int(k) for k in record_at))
+    if not marks or marks[0] < 0:
+        raise ValueError("record_at must list step numbers >= 0")
+    X, y = batch
+    work = copy.deepcopy(model)
+    opt = SGD(work.parameters(), lr=lr)
+    found: dict[int, tuple[float, float]] = {}
+    for step in range(marks[-1] + 1):
+        if step in marks:
+            eig = top_hessian_eigenvalue(work, loss_fn, (X, y), iters=iters, tol=tol).eigenvalue
+            with torch.no_grad():
+                found[step] = (eig, float(loss_fn(work(X), y)))
+        if step < marks[-1]:
+            opt.zero_grad()
+            loss_fn(work(X), y).backward()
+            opt.step()
+    return [found[int(k)][0] for k in record_at], [found[int(k)][1] for k in record_at]

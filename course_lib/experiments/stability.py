@@ -9,15 +9,23 @@ how often an iterate changes sign (the zig-zag of a too-large step or of momentu
   divergence learning rate).
 - :func:`iterations_to_tolerance`: first iteration that gets within a tolerance of the minimum.
 - :func:`count_sign_changes`: sign flips along a sequence.
+
+The same questions on a real network (chapter 01): :func:`digits_checkpoint` trains a small MLP
+on the digits for a few epochs (a reproducible point in weight space), :func:`gd_diverges`
+asks whether full-batch gradient descent from a model's weights blows up within a few steps, and
+:func:`divergence_lr` finds, by bisection, the learning rate where it starts to. Compare it with
+:math:`2/\lambda_{\max}` from :func:`course_lib.experiments.sharpness.top_hessian_eigenvalue`.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from course_lib.landscapes import Landscape, get_landscape, run_optimizer
 from course_lib.train import make_optimizer
@@ -25,6 +33,9 @@ from course_lib.train import make_optimizer
 __all__ = [
     "bisect_threshold",
     "count_sign_changes",
+    "digits_checkpoint",
+    "divergence_lr",
+    "gd_diverges",
     "is_divergent",
     "iterations_to_tolerance",
 ]
@@ -110,3 +121,76 @@ def count_sign_changes(values: Sequence[float]) -> int:
     v = np.asarray(values, dtype=float)
     s = np.sign(v[v != 0])
     return int(np.count_nonzero(s[1:] != s[:-1]))
+
+
+def digits_checkpoint(
+    seed: int = 0, epochs: int = 3, hidden: int = 16
+) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """``(model, X, y)``: an MLP 64-``hidden``-10 after ``epochs`` epochs of SGD on the digits.
+
+    The model is :func:`course_lib.train.make_mlp` initialised from ``seed`` and trained with
+    :func:`course_lib.train.train` (course ``SGD``, lr 0.1, momentum 0.9, batch size 64, batch
+    order from ``seed``); ``epochs=0`` returns it untrained. ``(X, y)`` is the full digits
+    training set (1,347 examples, float32), the data every full-batch measurement uses.
+    """
+    from course_lib.data import load_digits_data
+    from course_lib.optim import SGD
+    from course_lib.train import make_mlp, train
+
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    digits = load_digits_data()
+    model = make_mlp(64, hidden, 10, seed=seed)
+    if epochs:
+        train(model, SGD, digits, epochs=epochs, lr=0.1, momentum=0.9, seed=seed, progress=False)
+    return model, digits.X_train, digits.y_train
+
+
+def gd_diverges(
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    lr: float,
+    steps: int = 20,
+    loss_fn: Callable | None = None,
+) -> bool:
+    """Does full-batch gradient descent with ``lr`` from ``model``'s weights fail within ``steps``?
+
+    Runs ``steps`` steps of :class:`course_lib.optim.SGD` (no momentum) on the loss of the whole
+    ``(X, y)`` (default: cross-entropy), on a copy of the model, and answers True when the loss
+    becomes non-finite or ends *not lower* than it started. ``model`` is not changed.
+    """
+    from course_lib.optim import SGD
+
+    loss_fn = loss_fn or nn.functional.cross_entropy
+    work = copy.deepcopy(model)
+    opt = SGD(work.parameters(), lr=lr)
+    with torch.no_grad():
+        start = float(loss_fn(work(X), y))
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = loss_fn(work(X), y)
+        if not torch.isfinite(loss):
+            return True
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        end = float(loss_fn(work(X), y))
+    return not end < start  # also True for NaN
+
+
+def divergence_lr(
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    lo: float,
+    hi: float,
+    steps: int = 20,
+    rtol: float = 1e-3,
+) -> float:
+    """The smallest learning rate at which :func:`gd_diverges` says yes, by bisection on [lo, hi].
+
+    ``lo`` must be a learning rate that does not diverge and ``hi`` one that does
+    (:func:`bisect_threshold` checks both).
+    """
+    return bisect_threshold(lambda lr: gd_diverges(model, X, y, lr, steps), lo, hi, rtol=rtol)

@@ -299,3 +299,17 @@ def _output_name(probe: Probe, i: int) -> str:
     if probe.runner == "optimizer_class":
         return "the parameter trajectory"
     return "the result"
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapters 00-01 (issue #12): a measured number is compared within its exercise's band
+# ---------------------------------------------------------------------------------------------
+# An exercise whose answer comes from an experiment (e.g. ``stability_ratio``, a bisection on a
+# real network) declares a relative tolerance ``rtol``; its probe uses that band instead of the
+# exact-number tolerance.
+
+import dataclasses  # noqa: E402
+
+for _name, _exercise in NUMBER_EXERCISES.items():
+    if getattr(_exercise, "rtol", None) is not None:
+        PROBES[_name] = dataclasses.replace(PROBES[_name], rtol=_exercise.rtol, atol=0.0)
