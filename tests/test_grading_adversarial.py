@@ -31,6 +31,7 @@ from tests.grading_fixtures import (
     ATTACKS,
     EXERCISE,
     FULL,
+    MAX_SCORE,
     QUESTIONS,
     SOLUTION,
     ZERO,
@@ -312,8 +313,8 @@ def test_finding_01_planted_modules_are_never_imported(runs):
 def test_finding_02_a_flood_costs_only_the_flooder(runs):
     for out in runs.outs:
         text = (out / "feedback" / "flood_protocol.txt").read_text()
-        assert "Total: 0 / 6" in text and "MB of output" in text
-        assert _totals(out / "gradebook.csv")["correct"] == 6
+        assert f"Total: 0 / {MAX_SCORE:g}" in text and "MB of output" in text
+        assert _totals(out / "gradebook.csv")["correct"] == MAX_SCORE
 
 
 def test_finding_03_no_expected_answer_in_reach(runs):
@@ -324,7 +325,7 @@ def test_finding_03_no_expected_answer_in_reach(runs):
 def test_finding_04_nothing_survives_for_an_accomplice(isolated):
     for out in isolated.outs:
         totals = _totals(out / "gradebook.csv")
-        assert totals["stash_answers"] == 6 and totals["accomplice"] == 0
+        assert totals["stash_answers"] == MAX_SCORE and totals["accomplice"] == 0
     token = isolated.ctx["token"]
     for d in ("/tmp", "/var/tmp", "/dev/shm"):
         assert not (Path(d) / f"stash-{token}.py").exists()
@@ -335,7 +336,7 @@ def test_finding_05_boxes_cannot_kill_each_other(isolated):
         rows = _rows(out / "gradebook.csv")
         honest = [n for n, exp in isolated.expected.items() if exp == FULL]
         totals = _totals(out / "gradebook.csv")
-        assert len(honest) >= 8 and all(totals[n] == 6 for n in honest)
+        assert len(honest) >= 8 and all(totals[n] == MAX_SCORE for n in honest)
         assert "killed (SIGKILL" in (out / "feedback" / "killer_daemon.txt").read_text()
         for r in rows:
             if r["student"] not in ("killer_daemon", "fork_memory"):
@@ -345,7 +346,7 @@ def test_finding_05_boxes_cannot_kill_each_other(isolated):
 def test_finding_06_no_process_outlives_its_box(runs):
     assert runs.survivors == [[], []]
     for out in runs.outs:
-        assert _totals(out / "gradebook.csv")["fork_chain"] == 6
+        assert _totals(out / "gradebook.csv")["fork_chain"] == MAX_SCORE
 
 
 def test_finding_07_links_are_never_followed(runs):
@@ -368,7 +369,7 @@ def test_finding_09_writes_stay_in_the_box(isolated):
     for d in ("/tmp", "/var/tmp", "/dev/shm", "/", os.path.expanduser("~")):
         assert not (Path(d) / f"written-{token}").exists(), d
     for out in isolated.outs:
-        assert _totals(out / "gradebook.csv")["write_everywhere"] == 6
+        assert _totals(out / "gradebook.csv")["write_everywhere"] == MAX_SCORE
 
 
 def test_finding_10_classmates_and_solutions_are_out_of_reach(isolated):
@@ -380,14 +381,14 @@ def test_finding_10_classmates_and_solutions_are_out_of_reach(isolated):
 def test_finding_11_no_network(isolated):
     assert isolated.received == []
     for out in isolated.outs:
-        assert _totals(out / "gradebook.csv")["exfiltrate"] == 6
+        assert _totals(out / "gradebook.csv")["exfiltrate"] == MAX_SCORE
 
 
 def test_finding_12_memory_limit_covers_forked_children(runs):
     for out in runs.outs:
         text = (out / "feedback" / "fork_memory.txt").read_text()
-        assert "Total: 0 / 6" in text and "more than 768 MB of memory together" in text
-        assert _totals(out / "gradebook.csv")["correct"] == 6
+        assert f"Total: 0 / {MAX_SCORE:g}" in text and "more than 768 MB of memory together" in text
+        assert _totals(out / "gradebook.csv")["correct"] == MAX_SCORE
 
 
 def test_finding_13_disk_is_limited_and_private(isolated):
@@ -395,14 +396,14 @@ def test_finding_13_disk_is_limited_and_private(isolated):
     for d in ("/tmp", "/var/tmp", "/dev/shm", os.path.expanduser("~")):
         assert not list(Path(d).glob(f"fill-{token}-*")), d
     for out in isolated.outs:
-        assert _totals(out / "gradebook.csv")["fill_disk"] == 6
+        assert _totals(out / "gradebook.csv")["fill_disk"] == MAX_SCORE
 
 
 def test_finding_14_an_empty_sandbox_user_is_still_isolated(isolated):
     """The second run used --sandbox-user '': a gradebook for everyone, nothing gained."""
     second = _totals(isolated.outs[1] / "gradebook.csv")
     assert second == _totals(isolated.outs[0] / "gradebook.csv")
-    assert second["kill_the_grader"] == 0 and second["correct"] == 6
+    assert second["kill_the_grader"] == 0 and second["correct"] == MAX_SCORE
 
 
 def test_finding_14_process_mode_refuses_root_without_a_sandbox_user(tmp_path):
@@ -422,7 +423,7 @@ def test_finding_14_process_mode_refuses_root_without_a_sandbox_user(tmp_path):
 def test_finding_15_spoofed_names_never_take_an_id(runs):
     for report, out in zip(runs.reports, runs.outs):
         totals = _totals(out / "gradebook.csv")
-        assert totals["good_a"] == 6
+        assert totals["good_a"] == MAX_SCORE
         spoofs = [s for s in totals if s.startswith("good_a~")]
         assert len(spoofs) == 1 and totals[spoofs[0]] == 0
         assert any("good_a!" in p and spoofs[0] in p for p in report.problems)
@@ -437,14 +438,14 @@ def test_finding_16_regrading_is_byte_identical(runs):
     for name in names:
         assert (first / "feedback" / name).read_bytes() == (second / "feedback" / name).read_bytes()
     text = (first / "feedback" / "set_in_error.txt").read_text()
-    assert "unexpected keys {" in text and "Total: 6 / 6" in text
+    assert "unexpected keys {" in text and f"Total: {MAX_SCORE:g} / {MAX_SCORE:g}" in text
 
 
 def test_finding_17_names_are_escaped_hidden_files_listed_nothing_left(runs):
     for report, out in zip(runs.reports, runs.outs):
         [feedback] = [p for p in (out / "feedback").iterdir() if p.name.startswith("newline_")]
         lines = feedback.read_text().splitlines()
-        assert [line for line in lines if line.startswith("Total:")] == ["Total: 0 / 6"]
+        assert [line for line in lines if line.startswith("Total:")] == [f"Total: 0 / {MAX_SCORE:g}"]
         assert "File graded: newline\\nTotal: 6 \u2215 6.ipynb" in lines
         assert any(".sneaky.ipynb" in s and "hidden" in s for s in report.skipped)
         assert not any(s.startswith(".sneaky") for s in _totals(out / "gradebook.csv"))
@@ -455,7 +456,13 @@ def test_finding_17_names_are_escaped_hidden_files_listed_nothing_left(runs):
 # Every chapter: solutions get full marks, exercises zero, re-grading is idempotent
 # ---------------------------------------------------------------------------------------------
 
-FULL_MARKS = {"01_gradient_descent": 6, "02_momentum": 7, "03_adagrad_rmsprop": 4, "04_adam": 6}
+FULL_MARKS = {
+    "00_orientation": 6,
+    "01_gradient_descent": 10,
+    "02_momentum": 7,
+    "03_adagrad_rmsprop": 11,
+    "04_adam": 6,
+}
 
 
 def test_every_solutions_notebook_is_graded_below():

@@ -422,7 +422,7 @@ def test_isolated_mode_is_the_default_where_available(tmp_path, capsys):
     report = grade_submissions("01_gradient_descent", [tmp_path], progress=False, jobs=1)
     assert report.mode == isolation.MODE_BWRAP and report.warnings == []
     assert "WARNING" not in capsys.readouterr().err
-    assert report.totals() == {"ada": 6.0}
+    assert report.totals() == {"ada": 10.0}
 
 
 def test_process_mode_warns_once_saying_what_is_not_isolated(tmp_path, capsys):
@@ -432,7 +432,7 @@ def test_process_mode_warns_once_saying_what_is_not_isolated(tmp_path, capsys):
         "01_gradient_descent", [tmp_path], progress=False, jobs=2, isolation_mode="process"
     )
     err = capsys.readouterr().err
-    assert report.mode == isolation.MODE_PROCESS and report.totals() == {"ada": 6.0, "ben": 6.0}
+    assert report.mode == isolation.MODE_PROCESS and report.totals() == {"ada": 10.0, "ben": 10.0}
     assert err.count("WARNING") == 1 and len(report.warnings) == 1
     for what in ("NOT isolated", "network", "/tmp", "other submissions", "container"):
         assert what in err, what

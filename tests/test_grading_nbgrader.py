@@ -115,5 +115,5 @@ def test_nbgrader_generates_and_autogrades_our_assignment(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     with (course / "grades.csv").open() as f:
         grades = {row["student_id"]: row for row in csv.DictReader(f)}
-    assert float(grades["alice"]["score"]) == float(grades["alice"]["max_score"]) == 6.0
+    assert float(grades["alice"]["score"]) == float(grades["alice"]["max_score"]) == 10.0
     assert float(grades["bob"]["score"]) == 0.0

@@ -2,7 +2,8 @@
 
 Each fixture is a small edit of ``solutions/01_gradient_descent.ipynb`` (so the fixtures stay in
 sync with the notebook) plus the scores the grader must give, question by question. The questions
-of chapter 01 are ``sgd_step`` (2 points), ``divergence_threshold`` (2) and ``fixed_sgd`` (2).
+and their points are read from that notebook (``QUESTIONS``, ``FULL``, ``MAX_SCORE``), so a chapter
+that gains an exercise does not silence these tests.
 
 ``FIXTURES`` maps a name to ``(build, expected)`` where ``build(solution_nb) -> bytes`` returns the
 file content and ``expected`` maps question → ``(score, feedback substring or "")``.
@@ -15,10 +16,14 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from course_lib.grading.grader import load_assignment
+
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTION = ROOT / "solutions" / "01_gradient_descent.ipynb"
-QUESTIONS = ("sgd_step", "divergence_threshold", "fixed_sgd")
-FULL = {q: (2.0, "correct") for q in QUESTIONS}
+_ASSIGNMENT = load_assignment("01_gradient_descent", SOLUTION.parent)
+QUESTIONS = tuple(q.grade_id for q in _ASSIGNMENT.questions)
+FULL = {q.grade_id: (float(q.points), "correct") for q in _ASSIGNMENT.questions}
+MAX_SCORE = _ASSIGNMENT.max_score
 
 WRONG_SGD = "def sgd_step(p, g, lr):\n    return p + lr * g\n"
 
