@@ -163,3 +163,111 @@ def test_committed_code_listings_match_the_source(path):
                 )
                 found += 1
     assert found, f"{path.name} calls show_source but stores no listing"
+
+
+# ---------------------------------------------------------------------------------------------
+# Exercise notebooks as a student meets them: Run All on the untouched notebook
+# ---------------------------------------------------------------------------------------------
+
+EXERCISES = sorted(ROOT.glob("exercises/*.ipynb"))
+
+
+def _execute(nb, path: Path, allow_errors: bool):
+    """Run ``nb`` top to bottom in a fresh kernel, as JupyterLab's Run All does."""
+    nbclient = pytest.importorskip("nbclient")
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=allow_errors,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    client.execute()
+    return nb
+
+
+def _texts(cell) -> list[str]:
+    out = []
+    for o in cell.get("outputs", []):
+        if o["output_type"] == "stream":
+            out.append(o["text"])
+        elif o["output_type"] == "error":
+            out.append("\n".join(o["traceback"]))
+    return out
+
+
+def _graded(cell) -> bool:
+    return bool(cell.get("metadata", {}).get("nbgrader", {}).get("grade"))
+
+
+@pytest.mark.parametrize("path", EXERCISES, ids=_ids(EXERCISES))
+def test_run_all_on_an_untouched_exercise_notebook_reaches_every_exercise(path, monkeypatch):
+    """One short ✗ line per unsolved exercise, the same for all; no traceback; no cell stops
+    Run All (an error would abort the rest of the notebook, as JupyterLab and Colab do)."""
+    import nbformat
+
+    from course_lib.exercises.mistakes import NOT_IMPLEMENTED
+
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    nb = _execute(nbformat.read(path, as_version=4), path, allow_errors=False)
+    graded = [c for c in nb.cells if c.cell_type == "code" and _graded(c)]
+    assert graded, "no graded cells"
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        assert not [o for o in cell.outputs if o["output_type"] == "error"], cell.source
+        text = "".join(_texts(cell))
+        assert "Traceback" not in text and "course_lib/" not in text, text
+        lines = [line for line in text.splitlines() if line.startswith("✗")]
+        if _graded(cell):
+            assert len(lines) == 1, f"{cell.source}\n→ {text}"
+            assert re.fullmatch(rf"✗ \w+: {re.escape(NOT_IMPLEMENTED)}", lines[0]), lines[0]
+        else:
+            assert not lines, f"{cell.source}\n→ {text}"
+
+
+def test_under_nbgrader_an_unsolved_exercise_fails_its_test_cell(monkeypatch):
+    """nbgrader autograde sets NBGRADER_EXECUTION: then every unsolved test cell is an error (0
+    points), shown as one ✗ line without a traceback into course_lib."""
+    import nbformat
+
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    path = ROOT / "exercises" / "01_gradient_descent.ipynb"
+    nb = _execute(nbformat.read(path, as_version=4), path, allow_errors=True)
+    for cell in (c for c in nb.cells if c.cell_type == "code" and _graded(c)):
+        errors = [o for o in cell.outputs if o["output_type"] == "error"]
+        assert errors, f"{cell.source} passed under nbgrader without an answer"
+        if errors[0]["ename"] == "ExerciseNotSolved":
+            assert len(errors[0]["traceback"]) == 1 and "✗" in errors[0]["traceback"][0]
+
+
+def test_notebook_display_of_failed_asserts_and_unsolved_helpers(tmp_path, monkeypatch):
+    """A failed assert says what was expected and the values; a cell needing an unsolved
+    function is skipped, and so is one needing what that cell would have defined; a
+    NotImplementedError with a message, or from a library, stays a real error."""
+    import nbformat
+
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    cells = [
+        "import course_lib.checks",
+        "ratio = 0.5\nassert ratio > 0.9",
+        'assert ratio > 0.9, "the ratio should be close to 1"',
+        "def f():\n    raise NotImplementedError()",
+        "y = f()",
+        "print(y)",
+        'raise NotImplementedError("not on this device")',
+        "import numbers\nnumbers.Complex.real.fget(1)",  # `raise NotImplementedError` in a library
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    _execute(nb, tmp_path / "t.ipynb", allow_errors=True)
+    out = [_texts(c) for c in nb.cells]
+    kinds = [[o["output_type"] for o in c.outputs] for c in nb.cells]
+    assert "✗ this check failed: ratio > 0.9" in out[1][0] and "with ratio = 0.5" in out[1][0]
+    assert kinds[1] == ["error"]  # still an error: Run All stops at a wrong result
+    assert "the ratio should be close to 1" in out[2][0]
+    assert kinds[3] == []
+    assert out[4] == ["↷ skipped: this cell needs `f`, which is not implemented yet.\n"]
+    assert out[5] == ["↷ skipped: this cell needs `y`, which a skipped cell did not define.\n"]
+    assert kinds[4] == kinds[5] == ["stream"]
+    assert kinds[6] == ["error"] and "not on this device" in out[6][0]
+    assert kinds[7] == ["error"] and "NotImplementedError" in out[7][0]
