@@ -123,6 +123,70 @@ def test_readme_lists_every_lesson_with_a_colab_badge():
         assert (ROOT / rel).exists(), f"README links a missing notebook: {rel}"
 
 
+def test_readme_lists_every_exercise_notebook_with_a_colab_badge():
+    readme = (ROOT / "README.md").read_text()
+    for path in sorted(ROOT.glob("exercises/*.ipynb")):
+        rel = f"exercises/{path.name}"
+        assert course.colab_badge(course.repo_url(), rel) in readme, f"no badge for {rel}"
+    for rel in re.findall(r"/blob/main/(exercises/[\w.-]+\.ipynb)\)", readme):
+        assert (ROOT / rel).exists(), f"README links a missing notebook: {rel}"
+
+
+ALL_NOTEBOOKS = sorted([*EXECUTED, *ROOT.glob("exercises/*.ipynb")])
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=_ids(ALL_NOTEBOOKS))
+def test_notebooks_store_the_standard_kernelspec(path):
+    """JupyterLab writes the running kernel's spec into the notebook it opens: with the same
+    spec stored, opening and closing a notebook leaves no diff (``course.py sync`` fixes it)."""
+    assert _load(path)["metadata"].get("kernelspec") == course.KERNELSPEC
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=_ids(LESSONS))
+def test_lessons_link_their_exercises_for_clones_and_for_colab(path):
+    url = course.repo_url()
+    for cell in _load(path)["cells"]:
+        text = "".join(cell["source"]) if cell["cell_type"] == "markdown" else ""
+        assert course.link_exercises(text, url) == text, "run `python3 tools/course.py sync`"
+        for name in re.findall(r"\]\(\.\./exercises/([\w-]+\.ipynb)\)", text):
+            assert (ROOT / "exercises" / name).exists(), f"{path.name} links a missing {name}"
+            colab = course.colab_link(url, f"exercises/{name}")
+            assert f"(../exercises/{name}) ([open in Colab]({colab}))" in text
+
+
+def test_link_exercises_is_idempotent_and_links_plain_mentions():
+    url = "https://github.com/someone/course"
+    text = "See `exercises/01_a.ipynb` and [the others](../exercises/02_b.ipynb)."
+    once = course.link_exercises(text, url)
+    assert once == (
+        "See [`exercises/01_a.ipynb`](../exercises/01_a.ipynb) ([open in Colab]("
+        "https://colab.research.google.com/github/someone/course/blob/main/exercises/01_a.ipynb)) "
+        "and [the others](../exercises/02_b.ipynb) ([open in Colab]("
+        "https://colab.research.google.com/github/someone/course/blob/main/exercises/02_b.ipynb))."
+    )
+    assert course.link_exercises(once, url) == once
+    moved = course.link_exercises(once, "https://github.com/elsewhere/course")
+    assert "github/elsewhere/course/blob/main/exercises/02_b.ipynb" in moved
+    assert "someone" not in moved
+
+
+def test_sync_has_nothing_left_to_do():
+    assert course.sync(check=True) == []
+
+
+def test_execute_stores_the_standard_kernelspec(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("nbclient")
+    path = tmp_path / "tiny.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1 + 1)")])
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nbformat.write(nb, path)
+    course.execute_inplace([str(path)])
+    done = _load(path)
+    assert done["metadata"]["kernelspec"] == course.KERNELSPEC
+    assert "".join(done["cells"][0]["outputs"][0]["text"]) == "2\n"
+
+
 def _listings(text: str) -> list[tuple[str, str]]:
     """``(qualified name, code)`` of every listing :func:`course_lib.listing.show_source` printed
     into ``text``."""
