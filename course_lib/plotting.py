@@ -653,7 +653,10 @@ def figure_png(fig: Figure, dpi: float = MIN_DPI, colors: int | None = 256) -> b
 
     With ``colors`` the image is reduced to a palette of that many colours (Pillow's median
     cut): a contour plot shrinks about threefold and looks the same, which keeps notebooks that
-    store figures for readers without a kernel light. ``colors=None`` keeps every colour.
+    store figures for readers without a kernel light. Median cut alone merges colours that cover
+    few pixels (a line that only appears in the legend would take a neighbour's colour), so white,
+    black and the colours of the figure's lines get weight while the palette is chosen and keep
+    palette entries of their own. ``colors=None`` keeps every colour.
     """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
@@ -662,11 +665,35 @@ def figure_png(fig: Figure, dpi: float = MIN_DPI, colors: int | None = 256) -> b
     from PIL import Image  # a dependency of matplotlib
 
     image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    # the weight: a block of pixels per colour in a strip under the image, cut off afterwards
+    keep, block = _line_colors(fig), 24
+    per_row = max(1, image.width // block)
+    rows = -(-len(keep) // per_row)
+    strip = Image.new("RGB", (image.width, image.height + rows * block), "white")
+    strip.paste(image, (0, 0))
+    for i, rgb in enumerate(keep):
+        x, y = (i % per_row) * block, image.height + (i // per_row) * block
+        strip.paste(rgb, (x, y, x + block, y + block))
+    quantized = strip.quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
     small = io.BytesIO()
-    image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(
-        small, format="PNG", optimize=True
-    )
+    quantized.crop((0, 0, image.width, image.height)).save(small, format="PNG", optimize=True)
     return small.getvalue()
+
+
+def _line_colors(fig: Figure) -> list[tuple[int, int, int]]:
+    """White, black and the distinct RGB colours (0-255) of the lines and markers in ``fig``."""
+    from matplotlib.colors import to_rgb
+    from matplotlib.lines import Line2D
+
+    seen: dict[tuple[int, int, int], None] = {(255, 255, 255): None, (0, 0, 0): None}
+    for line in fig.findobj(Line2D):
+        for color in (line.get_color(), line.get_markerfacecolor()):
+            try:
+                rgb = tuple(round(255 * c) for c in to_rgb(color))
+            except ValueError:  # "none", "auto"
+                continue
+            seen.setdefault(rgb, None)
+    return list(seen)
 
 
 _DASHES = {"-": (), "--": (3.7, 1.6), "-.": (6.4, 1.6, 1.0, 1.6), ":": (1.0, 1.65)}  # × width
@@ -689,8 +716,10 @@ def _svg_end(kind: str, x: float, y: float, color: str, r: float) -> str:
         pts = f"{x - r:.1f},{y - r:.1f} {x + r:.1f},{y:.1f} {x - r:.1f},{y + r:.1f}"
         return f'<polygon {style} points="{pts}"/>'
     side = 1.3 * r
-    return f'<rect {style} x="{x - side / 2:.1f}" y="{y - side / 2:.1f}" width="{side:.1f}" ' \
+    return (
+        f'<rect {style} x="{x - side / 2:.1f}" y="{y - side / 2:.1f}" width="{side:.1f}" '
         f'height="{side:.1f}"/>'
+    )
 
 
 def _player_html(fig, ax, runs, lines, idx, background, still, interval, dpi) -> str:
@@ -745,6 +774,25 @@ def _player_html(fig, ax, runs, lines, idx, background, still, interval, dpi) ->
     )
 
 
+def _animation_figure(land, runs, figsize, dpi, levels, title) -> tuple[Figure, Axes]:
+    """The animation's figure: :func:`plot_trajectories` with a one-line title, and the
+    hyperparameters as a caption under the axes across the whole figure width (under the title
+    they would be squeezed into the width the legend leaves and take half the height)."""
+    fig = Figure(figsize=figsize, dpi=dpi)
+    ax = fig.add_subplot(111)
+    plot_trajectories(land, runs, ax, levels=levels, resolution=120, title=title, caption=False)
+    ax.set_title(ax.get_title(), fontsize=MIN_FONT_PT + 1)
+    lines = short_labels(runs)[1]
+    if not lines:
+        fig.tight_layout()
+        return fig, ax
+    text = caption_text(lines, figsize[0] - 0.3)
+    height = ((text.count("\n") + 1) * MIN_FONT_PT * 1.4 / 72 + 0.1) / figsize[1]
+    fig.tight_layout(rect=(0.0, height, 1.0, 1.0))
+    fig.text(0.015, 0.015, text, ha="left", va="bottom", fontsize=MIN_FONT_PT, color="#333")
+    return fig, ax
+
+
 def animate_trajectories(
     landscape: Landscape | str,
     trajectories: Trajectory | Sequence[Trajectory],
@@ -759,12 +807,12 @@ def animate_trajectories(
 ) -> TrajectoryAnimation:
     """The runs moving over the landscape, step by step, as a small self-contained player.
 
-    The figure is the one :func:`plot_trajectories` draws (same contours, short legend outside,
-    hyperparameters under the title), rendered once as a background image; the paths are vector
-    lines on top of it that ``frames`` frames reveal (all runs advance together; shorter,
-    diverged or escaped runs stop at their last point, and their end marker appears on the last
-    frame). Buttons: first, back, play/pause, forward, last, and a slider. No network access, no
-    web font.
+    The figure is the one :func:`plot_trajectories` draws (same contours, short legend outside),
+    with the hyperparameters as a caption under the axes, rendered once as a background image;
+    the paths are vector lines on top of it that ``frames`` frames reveal (all runs advance
+    together; shorter, diverged or escaped runs stop at their last point, and their end marker
+    appears on the last frame). Buttons: first, back, play/pause, forward, last, and a slider.
+    No network access, no web font.
 
     Where JavaScript does not run (an untrusted notebook, a static viewer) the same HTML shows the
     finished figure, and the ``image/png`` of the mime bundle carries it too. If the HTML would
@@ -780,10 +828,7 @@ def animate_trajectories(
         raise ValueError(f"frames must be an int >= 2, got {frames!r}")
     longest = max(len(tr.points) for tr in runs)
     idx = np.unique(np.linspace(0, longest - 1, min(frames, longest)).round().astype(int))
-    fig = Figure(figsize=figsize, dpi=dpi)
-    ax = fig.add_subplot(111)
-    plot_trajectories(land, runs, ax, levels=levels, resolution=120, title=title)
-    fig.tight_layout()
+    fig, ax = _animation_figure(land, runs, figsize, dpi, levels, title)
     while True:
         still = figure_png(fig, dpi)
         path_lines = [ln for ln in ax.get_lines() if ln.get_gid() == "path"]

@@ -198,9 +198,8 @@ def _say_all_stopped(ax, runs) -> None:
     """Instead of an empty loss panel: every run stopped at once, and what to try."""
     last = max(tr.stopped_at or 0 for tr in runs)
     how = "diverged" if all(tr.diverged for tr in runs) else "stopped"
-    text = (
-        f"Every run {how} within {plural(last, 'step')}:\nno loss curve to draw.\n\n"
-        + ("Try a smaller learning rate." if how == "diverged" else "See the messages above.")
+    text = f"Every run {how} within {plural(last, 'step')}:\nno loss curve to draw.\n\n" + (
+        "Try a smaller learning rate." if how == "diverged" else "See the messages above."
     )
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=11)
     ax.set_xticks([])

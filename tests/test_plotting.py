@@ -301,3 +301,49 @@ def test_library_figures_use_readable_type(runs):
     for fig in figures:
         assert fig.dpi >= MIN_DPI
         assert small_texts(fig) == []
+
+
+def test_palette_keeps_colours_seen_only_in_the_legend(runs, monkeypatch):
+    """The animation's background shows the legend but not the paths. Median cut alone gave
+    those few legend pixels a neighbour's colour (a red line turned orange); figure_png keeps
+    each line colour."""
+    import io
+
+    from PIL import Image
+
+    from course_lib import plotting
+    from course_lib.plotting import _animation_figure, figure_png
+
+    land = get_landscape("quadratic")
+    trs = [
+        run_optimizer(land, torch.optim.SGD, steps=40, lr=lr, momentum=mu, start=(-1.8, 0.2))
+        for lr, mu in ((1.8, 0.0), (2.7, 0.5), (3.5, 0.95), (2.3, 0.0))
+    ]
+    fig, ax = _animation_figure(land, trs, (7.0, 4.6), MIN_DPI, 30, None)
+    paths = [line for line in ax.get_lines() if line.get_gid() == "path"]
+    colors = [np.round(255 * np.array(matplotlib.colors.to_rgb(p.get_color()))) for p in paths]
+    for artist in ax.get_children():
+        if artist.get_gid() in ("path", "end"):
+            artist.set_visible(False)
+
+    def worst_match(png: bytes) -> float:
+        pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=float)
+        return max(float(np.abs(pixels - c).max(axis=-1).min()) for c in colors)
+
+    assert worst_match(figure_png(fig)) <= 4, "a legend colour lost its palette entry"
+    monkeypatch.setattr(plotting, "_line_colors", lambda fig: [])
+    assert worst_match(figure_png(fig)) > 20  # what median cut alone does to it
+
+
+def test_animation_title_is_one_line_and_the_hyperparameters_sit_under_the_axes(runs):
+    from course_lib.plotting import _animation_figure
+
+    land, trs = runs
+    fig, ax = _animation_figure(land, trs, (7.0, 4.6), MIN_DPI, 15, None)
+    assert "\n" not in ax.get_title() and ax.title.get_fontsize() >= MIN_FONT_PT
+    (caption,) = fig.texts
+    assert "lr=" in caption.get_text() and caption.get_fontsize() >= MIN_FONT_PT
+    fig.canvas.draw()
+    box = caption.get_window_extent()
+    assert box.x1 <= fig.bbox.x1 and box.y0 >= 0, "the caption runs off the figure"
+    assert box.y1 < ax.get_tightbbox().y0, "the caption overlaps the axes"
