@@ -68,7 +68,9 @@ their bug: their self-check says *that* the class is still wrong and on which in
 Writing a new ``check_*``: build it on :func:`_check_rule`, :func:`_run_number_function` /
 :func:`_check_number` or :func:`_check_optimizer_class`, or wrap its body in
 ``with self_check("name"):`` so that ``NotImplementedError`` and failed asserts become the same
-verdicts as everywhere else.
+verdicts as everywhere else. In a notebook, a check that raises a plain ``AssertionError`` is
+shown the same way (its message as a ✗ line, no traceback; one it raised while catching the
+stub's ``NotImplementedError`` as the unsolved line); do not print the ✗ line yourself.
 """
 
 from __future__ import annotations
@@ -504,6 +506,12 @@ def _notebook_frames(shell, tb) -> list:
     return frames
 
 
+def _from_library(tb) -> bool:
+    """Whether the innermost frame of ``tb`` is in this module or :mod:`course_lib.exercises`."""
+    module = _innermost(tb).f_globals.get("__name__", "")
+    return module == __name__ or module.startswith("course_lib.exercises")
+
+
 def _innermost(tb):
     while tb.tb_next is not None:
         tb = tb.tb_next
@@ -534,6 +542,15 @@ def _unsolved(shell, exc: BaseException):
     checking = any(n.startswith("check_") for n in cell_names)
     if isinstance(exc, ExerciseNotSolved):
         return "check", exc.name
+    context = exc.__context__
+    if (
+        isinstance(exc, AssertionError)
+        and not isinstance(exc, ExerciseFailed)
+        and isinstance(context, NotImplementedError)
+        and _from_library(exc.__traceback__)
+    ):
+        # a check_* that turned the stub's NotImplementedError into its own AssertionError
+        exc, tb = context, context.__traceback__
     if isinstance(exc, NotImplementedError) and not exc.args:
         where = _innermost(tb)
         if where.f_globals is not shell.user_ns:
@@ -571,6 +588,11 @@ def _show_exception(shell, etype, value, tb, tb_offset=None):
             if lines:
                 shell._showtraceback(etype, value, lines)
                 return None
+        if frames and _from_library(tb) and str(value):
+            # a verdict of a check_* that raised a plain AssertionError: its message, no traceback
+            verdict = ExerciseFailed(str(value).removeprefix("✗ "))
+            shell._showtraceback(etype, value, verdict._render_traceback_())
+            return None
     shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
     return None
 

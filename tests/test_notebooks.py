@@ -335,3 +335,40 @@ def test_notebook_display_of_failed_asserts_and_unsolved_helpers(tmp_path, monke
     assert kinds[4] == kinds[5] == ["stream"]
     assert kinds[6] == ["error"] and "not on this device" in out[6][0]
     assert kinds[7] == ["error"] and "NotImplementedError" in out[7][0]
+
+
+def test_a_check_that_raises_plain_asserts_gets_the_same_display(tmp_path, monkeypatch):
+    """A ``check_*`` appended to checks.py without ``self_check``: its AssertionError for a stub
+    still gives the one unsolved line (and Run All goes on), a wrong answer its message without a
+    traceback into course_lib."""
+    import nbformat
+
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    appended = (
+        "def check_plain(fn):\n"
+        "    try:\n"
+        "        got = fn()\n"
+        "    except NotImplementedError:\n"
+        '        raise AssertionError("plain is not implemented yet") from None\n'
+        '    assert got == 2, f"plain(): expected 2, got {got}"\n'
+    )
+    cells = [
+        "import course_lib.checks as checks_module\n"
+        f"exec(compile({appended!r}, checks_module.__file__, 'exec'), vars(checks_module))\n"
+        "check_plain = checks_module.check_plain",
+        "def plain():\n    raise NotImplementedError()",
+        "check_plain(plain)",
+        "def plain():\n    return 3",
+        "check_plain(plain)",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    _execute(nb, tmp_path / "t.ipynb", allow_errors=True)
+    out = [_texts(c) for c in nb.cells]
+    kinds = [[o["output_type"] for o in c.outputs] for c in nb.cells]
+    from course_lib.checks import NOT_IMPLEMENTED
+
+    assert out[2] == [f"✗ plain: {NOT_IMPLEMENTED}\n"] and kinds[2] == ["stream"]
+    assert kinds[4] == ["error"]
+    (shown,) = out[4]
+    assert "✗ plain(): expected 2, got 3" in shown
+    assert "Traceback" not in shown and "checks.py" not in shown, shown
