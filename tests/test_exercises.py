@@ -240,13 +240,18 @@ def test_a_wrong_fix_is_rejected_by_both_checks_and_named_by_neither(name, i, wr
 
 def test_a_find_the_bug_exercise_cannot_be_given_diagnoses():
     from course_lib.exercises.optimizer_classes import OptimizerClassExercise
+    from course_lib.exercises.problems import FIND_THE_BUG, IMPLEMENT
 
+    common = dict(
+        name="x", class_name="X", reference=torch.optim.SGD, reference_name="SGD",
+        self_check_hypers=(), hidden_hypers=(),
+    )  # fmt: skip
+    named = {"a sentence that would give the bug away": torch.optim.SGD}
     with pytest.raises(ValueError, match="never names"):
-        OptimizerClassExercise(
-            name="x", class_name="X", reference=torch.optim.SGD, reference_name="SGD",
-            variants={"a sentence that would give the bug away": torch.optim.SGD},
-            self_check_hypers=(), hidden_hypers=(),
-        )  # fmt: skip
+        OptimizerClassExercise(**common, variants=named, kind=FIND_THE_BUG)
+    # without a kind: diagnosed mistakes mean "implement", none mean "find the bug"
+    assert OptimizerClassExercise(**common, variants=named).kind == IMPLEMENT
+    assert OptimizerClassExercise(**common, variants={}).kind == FIND_THE_BUG
 
 
 def test_self_check_and_grader_say_float32_with_the_same_sentence():

@@ -31,6 +31,7 @@ from course_lib.exercises.adaptive_rules import ADAM_STEP
 from course_lib.exercises.problems import (
     ATOL,
     FIND_THE_BUG,
+    IMPLEMENT,
     KINDS,
     RTOL,
     Quadratic,
@@ -43,7 +44,6 @@ from course_lib.exercises.problems import (
 MIN_EIGENVALUE, MAX_EIGENVALUE = 0.3, 3.0
 SELF_CHECK_STEPS = 10
 HIDDEN_STEPS = 8
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,6 +132,8 @@ class OptimizerClassExercise:
     ``make(params, **hyper)``, with each of ``self_check_hypers`` (visible) or ``hidden_hypers``
     (the grader's). ``variants`` (diagnosed mistakes) are for ``kind="implement"`` only; a
     find-the-bug exercise lists its mistakes in ``wrong_answers``, which are rejected unnamed.
+    Without ``kind``, an exercise with variants is an implement exercise, one without a
+    find-the-bug exercise.
     """
 
     name: str
@@ -141,10 +143,12 @@ class OptimizerClassExercise:
     variants: dict[str, Callable[..., torch.optim.Optimizer]]
     self_check_hypers: tuple[dict, ...]
     hidden_hypers: tuple[dict, ...]
-    kind: str = FIND_THE_BUG
+    kind: str | None = None
     wrong_answers: tuple[Callable[..., torch.optim.Optimizer], ...] = ()
 
     def __post_init__(self):
+        if self.kind is None:  # not given: diagnosed mistakes make it an implement exercise
+            object.__setattr__(self, "kind", IMPLEMENT if self.variants else FIND_THE_BUG)
         if self.kind not in KINDS:
             raise ValueError(f"{self.name}: kind must be one of {KINDS}, got {self.kind!r}")
         if self.kind == FIND_THE_BUG and self.variants:
