@@ -37,22 +37,56 @@ The update rules, exactly as the course (and PyTorch) defines them:
   ``m̂ = m/(1−β1ᵗ)``, ``v̂ = v/(1−β2ᵗ)``; ``p ← p − lr·m̂/(√v̂ + ε)``
 * AdamW:     ``p ← p·(1 − lr·λ)`` (decoupled decay), then the Adam step with the raw gradient.
 
-Each ``check_*`` helper prints a verdict, returns ``True`` when everything matches, and raises an
-``AssertionError`` carrying the same friendly message otherwise (so a failing self-check cell is
-visibly red in Jupyter and in nbgrader). The references, the known mistakes with their
-diagnoses and the cases live in :mod:`course_lib.exercises`; the instructor's grader reads the
-same definitions, so its feedback names a mistake with the same sentence as your self-check.
+Each ``check_*`` helper prints ``✓ …`` and returns ``True`` when everything matches. Otherwise it
+raises :class:`ExerciseFailed` (an ``AssertionError``) whose message says where and, for implement
+tasks, which classic mistake your output matches; Jupyter shows that message as a short red ✗
+block, without a traceback into this module. An exercise you have not started (its cell still
+says ``raise NotImplementedError()``) raises :class:`ExerciseNotSolved`, whose message is the
+same one line for every exercise: ``✗ sgd_step: not implemented yet — replace `raise
+NotImplementedError()` with your code.``
+
+**Run All on an exercise notebook.** Importing this module in a notebook kernel installs a small
+display hook (:func:`install_notebook_display`) so that a student who opens the exercises and
+runs every cell sees one ✗ line per unsolved exercise and reaches the end of the notebook:
+
+- an unsolved exercise's check cell prints its ✗ line and does *not* count as an error, so Run
+  All goes on (a wrong answer still stops it: fix that one first);
+- a cell that calls a function still raising ``NotImplementedError`` (a measurement using your
+  ``sgd_step``) prints ``↷ skipped: this cell needs `sgd_step`, which is not implemented yet``,
+  and so do cells that need a name such a skipped cell would have defined;
+- a failed ``assert`` in a notebook cell shows the condition that was expected and the values
+  its names had, instead of an empty ``AssertionError``.
+
+Under nbgrader (``NBGRADER_EXECUTION`` is set by ``nbgrader autograde`` and ``validate``) and in
+plain Python nothing is installed: every unsolved or wrong answer raises, so its test cell fails.
+
+The references, the known mistakes with their diagnoses and the cases live in
+:mod:`course_lib.exercises`; the instructor's grader reads the same definitions, so its feedback
+names a mistake with the same sentence as your self-check. Find-the-bug exercises never name
+their bug: their self-check says *that* the class is still wrong and on which input.
+
+Writing a new ``check_*``: build it on :func:`_check_rule`, :func:`_run_number_function` /
+:func:`_check_number` or :func:`_check_optimizer_class`, or wrap its body in
+``with self_check("name"):`` so that ``NotImplementedError`` and failed asserts become the same
+verdicts as everywhere else. In a notebook, a check that raises a plain ``AssertionError`` is
+shown the same way (its message as a ✗ line, no traceback; one it raised while catching the
+stub's ``NotImplementedError`` as the unsolved line); do not print the ✗ line yourself.
 """
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import linecache
 import math
+import os
+import sys
 from collections.abc import Callable
 
 import torch
 
 from course_lib.exercises import RULES
-from course_lib.exercises.mistakes import MODIFIED_AN_INPUT
+from course_lib.exercises.mistakes import MODIFIED_AN_INPUT, NOT_IMPLEMENTED
 from course_lib.exercises.number_answers import (
     BIAS_CORRECTION,
     DIVERGENCE_THRESHOLD,
@@ -72,6 +106,8 @@ from course_lib.exercises.problems import ATOL, DTYPE, RTOL
 from course_lib.exercises.update_rule import Rule
 
 __all__ = [
+    "ExerciseFailed",
+    "ExerciseNotSolved",
     "check_adagrad_step",
     "check_adam_class",
     "check_adam_step",
@@ -85,6 +121,8 @@ __all__ = [
     "check_rmsprop_step",
     "check_sgd_class",
     "check_sgd_step",
+    "install_notebook_display",
+    "self_check",
 ]
 
 
@@ -132,12 +170,9 @@ def check_adamw_step(adamw_step: Callable, seed: int = 0) -> bool:
 
 
 def _check_rule(rule_name: str, fn: Callable, seed: int = 0) -> bool:
-    """Run ``fn`` on every case of the rule; print ✓ or ✗, raise ``AssertionError`` on failure."""
-    try:
+    """Run ``fn`` on every case of the rule; print ✓, or raise the verdict (:func:`self_check`)."""
+    with self_check(rule_name):
         n_cases = _run_rule(RULES[rule_name], fn, seed)
-    except AssertionError as exc:
-        print(f"✗ {rule_name}: {exc}")
-        raise
     print(f"✓ {rule_name}: all {n_cases} cases match the reference. Well done!")
     return True
 
@@ -164,11 +199,8 @@ def _run_case(rule: Rule, fn: Callable, where: str, kwargs: dict) -> tuple[torch
     try:
         with torch.no_grad():
             out = rule.call(fn, students_args)
-    except NotImplementedError:
-        raise AssertionError(
-            f"{rule.name} is not implemented yet: replace `raise NotImplementedError()` "
-            f"with your code. Signature: {rule.signature}"
-        ) from None
+    except NotImplementedError as exc:
+        raise _unsolved_or_raised(rule.name, exc, where) from None
     except Exception as exc:  # the student's bug, reported plainly
         raise AssertionError(
             f"{where}: calling {rule.signature.split(' ->')[0]} raised {type(exc).__name__}: {exc}"
@@ -232,7 +264,8 @@ def check_divergence_threshold(value_or_fn, A=None, seed: int = 0) -> bool:
     if A is None:
         raise ValueError("check_divergence_threshold(value, A): pass the matrix A too")
     args = (torch.as_tensor(A, dtype=DTYPE),)
-    _check_number(DIVERGENCE_THRESHOLD, args, value_or_fn, "the divergence threshold", "your value")
+    with self_check("divergence_threshold"):
+        _check_number(DIVERGENCE_THRESHOLD, args, value_or_fn, "the threshold", "your value")
     print("✓ the divergence threshold is right: lr* = 2/λ_max.")
     return True
 
@@ -246,7 +279,8 @@ def check_bias_correction(value_or_fn, beta: float | None = None, t: int | None 
     if beta is None or t is None:
         raise ValueError("check_bias_correction(value, beta=..., t=...): pass beta and t too")
     where = f"beta={beta}, t={t}"
-    _check_number(BIAS_CORRECTION, (beta, t), value_or_fn, "the bias-correction factor", where)
+    with self_check("bias_correction"):
+        _check_number(BIAS_CORRECTION, (beta, t), value_or_fn, "the factor", where)
     print(f"✓ the bias-correction factor 1 − {beta}^{t} is right.")
     return True
 
@@ -260,7 +294,8 @@ def check_optimal_momentum(value_or_fn, kappa: float | None = None) -> bool:
     if kappa is None:
         raise ValueError("check_optimal_momentum(value, kappa=...): pass kappa too")
     where = f"kappa={kappa}"
-    _check_number(OPTIMAL_MOMENTUM, (kappa,), value_or_fn, "the optimal momentum", where)
+    with self_check("optimal_momentum"):
+        _check_number(OPTIMAL_MOMENTUM, (kappa,), value_or_fn, "the optimal momentum", where)
     print("✓ the optimal momentum is right.")
     return True
 
@@ -268,20 +303,22 @@ def check_optimal_momentum(value_or_fn, kappa: float | None = None) -> bool:
 def _run_number_function(exercise: NumberExercise, fn: Callable, what: str, seed: int = 0) -> int:
     """Check ``fn`` on every self-check case; return how many there were."""
     cases = exercise.self_check_cases(torch.Generator().manual_seed(seed))
-    for case in cases:
-        try:
-            got = fn(*[_clone(arg) for arg in case.args])
-        except NotImplementedError:
-            raise AssertionError(
-                f"{exercise.name} is not implemented yet: replace "
-                "`raise NotImplementedError()` with your code"
-            ) from None
-        _check_number(exercise, case.args, got, what, case.label)
+    with self_check(exercise.name):
+        for case in cases:
+            try:
+                got = fn(*[_clone(arg) for arg in case.args])
+            except NotImplementedError as exc:
+                raise _unsolved_or_raised(exercise.name, exc, case.label) from None
+            except Exception as exc:  # the student's bug, reported plainly
+                raise AssertionError(
+                    f"{case.label}: {what} raised {type(exc).__name__}: {exc}"
+                ) from exc
+            _check_number(exercise, case.args, got, what, case.label)
     return len(cases)
 
 
 def _check_number(exercise: NumberExercise, args: tuple, got, what: str, where: str) -> None:
-    """Print ✗ and raise ``AssertionError`` unless ``got`` is the answer for ``args``."""
+    """Raise ``AssertionError`` (expected vs got, and a diagnosis) unless ``got`` is right."""
     if isinstance(got, torch.Tensor) and got.numel() == 1:
         got = got.item()
     if hasattr(got, "item") and not isinstance(got, (int, float)):
@@ -295,7 +332,6 @@ def _check_number(exercise: NumberExercise, args: tuple, got, what: str, where: 
     msg = _with_diagnosis(
         f"{where}: {what} expected {want:.10g}, got {got:.10g}", exercise.diagnose(args, got)
     )
-    print(f"✗ {msg}")
     raise AssertionError(msg)
 
 
@@ -324,39 +360,339 @@ def check_adam_class(cls, seed: int = 0) -> bool:
 
 
 def _check_optimizer_class(exercise: OptimizerClassExercise, cls, seed: int) -> bool:
-    """Compare the trajectories of ``cls`` and the reference on every self-check quadratic."""
-    name = cls.__name__ if isinstance(cls, type) else "the class"
-    if not isinstance(cls, type):
-        raise AssertionError(f"{name} must be a class, got {_describe(cls)}")
+    """Compare the trajectories of ``cls`` and the reference on every self-check quadratic.
+
+    A find-the-bug exercise (``exercise.kind``) gets no diagnosis: the message says on which
+    quadratic and after which step the parameters differ, never what the bug is.
+    """
+    name = cls.__name__ if isinstance(cls, type) else exercise.class_name
     cases = exercise.self_check_cases(torch.Generator().manual_seed(seed))
-    for case in cases:
-        want = exercise.trajectory(exercise.reference, case)
-        try:
-            got = exercise.trajectory(cls, case)
-        except NotImplementedError:
-            raise AssertionError(
-                f"{name} is not fixed yet: replace `raise NotImplementedError()`"
-            ) from None
-        except Exception as exc:
-            raise AssertionError(
-                f"{case.label}: {name} raised {type(exc).__name__}: {exc}"
-            ) from exc
-        close = torch.isclose(got, want, rtol=RTOL, atol=ATOL)
-        if bool(close.all()):
-            continue
-        step = int((~close).any(dim=1).nonzero()[0])
-        msg = (
-            f"{case.label}: after step {step + 1} the parameters are {got[step].tolist()}, "
-            f"expected {want[step].tolist()}"
-        )
-        msg = _with_diagnosis(msg, exercise.diagnose(case, got))
-        print(f"✗ {name}: {msg}")
-        raise AssertionError(msg)
+    with self_check(name):
+        if not isinstance(cls, type):
+            raise AssertionError(f"{name} must be a class, got {_describe(cls)}")
+        for case in cases:
+            want = exercise.trajectory(exercise.reference, case)
+            try:
+                got = exercise.trajectory(cls, case)
+            except NotImplementedError as exc:
+                raise _unsolved_or_raised(name, exc, case.label) from None
+            except Exception as exc:
+                raise AssertionError(
+                    f"{case.label}: {name} raised {type(exc).__name__}: {exc}"
+                ) from exc
+            close = torch.isclose(got, want, rtol=RTOL, atol=ATOL)
+            if bool(close.all()):
+                continue
+            step = int((~close).any(dim=1).nonzero()[0])
+            msg = (
+                f"{case.label}: after step {step + 1} the parameters are "
+                f"{_short_list(got[step])}, expected {_short_list(want[step])}"
+            )
+            raise AssertionError(_with_diagnosis(msg, exercise.diagnose(case, got)))
     print(
         f"✓ {name}: matches {exercise.reference_name} on {len(cases)} quadratics "
         f"({SELF_CHECK_STEPS} steps each). Well done!"
     )
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Verdicts: how a failed or unsolved self-check shows in a notebook
+# ---------------------------------------------------------------------------------------------
+
+
+class ExerciseFailed(AssertionError):
+    """A self-check's verdict on a wrong answer. Jupyter shows its message, not a traceback.
+
+    ``str()`` is the message (where, expected vs got, the diagnosis); ``name`` is the exercise.
+    ``_render_traceback_`` is IPython's hook for exceptions that format themselves: the first
+    line becomes a red ``✗ name: …``. Plain Python prints the usual traceback.
+    """
+
+    def __init__(self, message: str, name: str = ""):
+        super().__init__(message)
+        self.name = name
+
+    def _render_traceback_(self) -> list[str]:
+        first, *rest = str(self).splitlines() or [""]
+        prefix = f"{self.name}: " if self.name and not first.startswith(self.name) else ""
+        return [f"\x1b[31m✗ {prefix}{first}\x1b[0m", *rest]
+
+
+class ExerciseNotSolved(ExerciseFailed):
+    """The exercise still raises ``NotImplementedError``: one line, the same for every exercise."""
+
+    def __init__(self, name: str):
+        super().__init__(f"{name}: {NOT_IMPLEMENTED}", name)
+
+
+def _unsolved_or_raised(name: str, exc: NotImplementedError, where: str) -> AssertionError:
+    """The stub's ``NotImplementedError()`` means "not started"; one with a message is a bug."""
+    if exc.args:
+        return AssertionError(f"{where}: {name} raised NotImplementedError: {exc}")
+    return ExerciseNotSolved(name)
+
+
+@contextlib.contextmanager
+def self_check(name: str):
+    """The body of a self-check: its exceptions become the verdicts students see.
+
+    ``NotImplementedError()`` (the stub) becomes :class:`ExerciseNotSolved`; an
+    ``AssertionError`` becomes :class:`ExerciseFailed` for exercise ``name``; verdicts pass
+    through unchanged. Use it to write a new ``check_*``::
+
+        def check_my_rule(fn):
+            with self_check("my_rule"):
+                assert abs(fn(2.0) - 4.0) < 1e-9, "my_rule(2.0): expected 4.0"
+            print("✓ my_rule: right. Well done!")
+            return True
+    """
+    try:
+        yield
+    except ExerciseFailed:
+        raise
+    except NotImplementedError as exc:
+        raise _unsolved_or_raised(name, exc, "your code") from None
+    except AssertionError as exc:
+        raise ExerciseFailed(str(exc) or "the check failed", name) from exc.__cause__
+
+
+def _short_list(x: torch.Tensor, limit: int = 6) -> str:
+    values = [f"{v:.6g}" for v in x.reshape(-1).tolist()]
+    shown = values[:limit] + (["…"] if len(values) > limit else [])
+    return "[" + ", ".join(shown) + "]"
+
+
+# Functions and classes that are still the stub, and the other names that cells left undefined
+# because an exercise they need is not solved yet.
+_UNSOLVED_NAMES: set[str] = set()
+_UNDEFINED: set[str] = set()
+
+
+def install_notebook_display(shell=None) -> bool:
+    """Show unsolved exercises and failed asserts in a notebook the way the module docstring says.
+
+    Called on import; does nothing outside an IPython kernel, under nbgrader
+    (``NBGRADER_EXECUTION``) or when ``COURSE_PLAIN_ERRORS`` is set, and only once per kernel.
+    Returns whether the display is installed.
+    """
+    if os.environ.get("NBGRADER_EXECUTION") or os.environ.get("COURSE_PLAIN_ERRORS"):
+        return False
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return False
+        shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return False
+    if getattr(shell, "_course_exercise_display", False):
+        return True
+    if shell.custom_exceptions:  # someone else's handler: leave it alone
+        return False
+    shell.set_custom_exc((AssertionError, NotImplementedError, NameError), _show_exception)
+    shell.events.register("post_run_cell", _forgive_unsolved)
+    shell._course_exercise_display = True
+    return True
+
+
+def _notebook_frames(shell, tb) -> list:
+    """The traceback's frames that run notebook code (their globals are the user namespace)."""
+    frames = []
+    while tb is not None:
+        if tb.tb_frame.f_globals is shell.user_ns:
+            frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    return frames
+
+
+def _from_library(tb) -> bool:
+    """Whether the innermost frame of ``tb`` is in this module or :mod:`course_lib.exercises`."""
+    module = _innermost(tb).f_globals.get("__name__", "")
+    return module == __name__ or module.startswith("course_lib.exercises")
+
+
+def _innermost(tb):
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame
+
+
+def _frame_name(frame) -> str:
+    """``sgd_step``, ``FixedSGD.step`` or ``FixedSGD`` (a class body): what the student writes."""
+    code = frame.f_code
+    qualname = getattr(code, "co_qualname", code.co_name)
+    if "." not in qualname and "self" in frame.f_locals:
+        qualname = f"{type(frame.f_locals['self']).__name__}.{code.co_name}"
+    return qualname.replace("<locals>.", "")
+
+
+def _unsolved(shell, exc: BaseException):
+    """``(kind, name)`` when ``exc`` only means "an exercise is not done yet", else ``None``.
+
+    kind ``"check"``: an unsolved exercise's check cell; ``"stub"``: the exercise's own cell (a
+    class whose body is still the stub); ``"skip"``: a cell that needs an unsolved exercise;
+    ``"undefined"``: a cell that needs a name a skipped cell did not define.
+    """
+    tb = exc.__traceback__
+    cell_frames = _notebook_frames(shell, tb)
+    if not cell_frames:
+        return None
+    cell_names = set(cell_frames[0].f_code.co_names)
+    checking = any(n.startswith("check_") for n in cell_names)
+    if isinstance(exc, ExerciseNotSolved):
+        return "check", exc.name
+    context = exc.__context__
+    if (
+        isinstance(exc, AssertionError)
+        and not isinstance(exc, ExerciseFailed)
+        and isinstance(context, NotImplementedError)
+        and _from_library(exc.__traceback__)
+    ):
+        # a check_* that turned the stub's NotImplementedError into its own AssertionError
+        exc, tb = context, context.__traceback__
+    if isinstance(exc, NotImplementedError) and not exc.args:
+        where = _innermost(tb)
+        if where.f_globals is not shell.user_ns:
+            return None  # raised inside a library: a real limitation, not a stub
+        name = _frame_name(where)
+        if where.f_back is cell_frames[0] and not where.f_code.co_flags & 0x2:  # a class body
+            return "stub", name
+        return ("check" if checking else "skip"), name.split(".")[0]
+    name = getattr(exc, "name", None) if isinstance(exc, NameError) else None
+    if name in _UNSOLVED_NAMES:
+        return ("check" if checking else "skip"), name
+    if name in _UNDEFINED:
+        return ("check" if checking else "undefined"), name
+    return None
+
+
+def _show_exception(shell, etype, value, tb, tb_offset=None):
+    """IPython's custom exception handler: unsolved → one line; notebook asserts → the
+    condition and its values; everything else → the usual traceback."""
+    sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb
+    unsolved = _unsolved(shell, value)
+    if unsolved is not None:
+        kind, name = unsolved
+        if kind == "check":
+            print(f"✗ {name}: {NOT_IMPLEMENTED}")
+        elif kind == "skip":
+            print(f"↷ skipped: this cell needs `{name}`, which is not implemented yet.")
+        elif kind == "undefined":
+            print(f"↷ skipped: this cell needs `{name}`, which a skipped cell did not define.")
+        return None
+    if isinstance(value, AssertionError) and not isinstance(value, ExerciseFailed):
+        frames = _notebook_frames(shell, tb)
+        if frames and _innermost(tb) is frames[-1]:
+            lines = _explain_assert(frames[-1], value)
+            if lines:
+                shell._showtraceback(etype, value, lines)
+                return None
+        if frames and _from_library(tb) and str(value):
+            # a verdict of a check_* that raised a plain AssertionError: its message, no traceback
+            verdict = ExerciseFailed(str(value).removeprefix("✗ "))
+            shell._showtraceback(etype, value, verdict._render_traceback_())
+            return None
+    shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+    return None
+
+
+def _forgive_unsolved(result) -> None:
+    """After a cell: an unsolved exercise is not an error (Run All goes on); remember the names
+    the cell would have defined, so cells that need them are skipped too."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    exc = getattr(result, "error_in_exec", None)
+    if shell is None or exc is None:
+        return
+    unsolved = _unsolved(shell, exc)
+    if unsolved is None:
+        return
+    kind, name = unsolved
+    if kind == "stub":
+        _UNSOLVED_NAMES.add(name)
+    if kind != "check":
+        info = getattr(result, "info", None)
+        _UNDEFINED.update(_top_level_bindings(getattr(info, "raw_cell", "") or ""))
+    result.error_in_exec = None
+
+
+def _top_level_bindings(source: str) -> set[str]:
+    """Names a cell binds at its top level (assignments, defs, classes, imports, for targets)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        else:
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                    names.add(sub.id)
+    return names
+
+
+def _explain_assert(frame, exc: AssertionError) -> list[str]:
+    """The failed ``assert`` of a notebook cell: its condition and the values of its names."""
+    filename, line = frame.f_code.co_filename, frame.f_lineno
+    source = "".join(linecache.getlines(filename))
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    node = next(
+        (
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Assert) and n.lineno <= line <= (n.end_lineno or n.lineno)
+        ),
+        None,
+    )
+    if node is None:
+        return []
+    condition = " ".join((ast.get_source_segment(source, node.test) or "").split())
+    values = []
+    for name in dict.fromkeys(
+        n.id for n in ast.walk(node.test) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+    ):
+        if name in frame.f_locals:
+            value = frame.f_locals[name]
+        elif name in frame.f_globals:
+            value = frame.f_globals[name]
+        else:
+            continue
+        if callable(value) or type(value).__name__ == "module":
+            continue
+        values.append(f"{name} = {_value_text(value)}")
+    lines = [f"\x1b[31m✗ this check failed: {condition}\x1b[0m"]
+    if str(exc):
+        lines.append(f"  {exc}")
+    if values:
+        lines.append("  with " + ", ".join(values))
+    lines.append(
+        "  If the cell uses a function you wrote, run that function's self-check first. "
+        "(%tb shows the full traceback.)"
+    )
+    return lines
+
+
+def _value_text(value, limit: int = 80) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, torch.Tensor):
+        if value.numel() == 1:
+            return f"{value.item():.6g}"
+        return f"tensor of shape {tuple(value.shape)}: {_short_list(value.detach().float())}"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+install_notebook_display()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,9 +17,11 @@ What is here
   (one sharp and one flat basin, for the Adai lesson) and :func:`reddi` (the online problem on
   which Adam provably fails, for the AMSGrad lesson).
 - :func:`run_optimizer`: any ``torch.optim.Optimizer`` (ours or PyTorch's) on a landscape for N
-  steps, returning a :class:`Trajectory`. Divergence (inf/NaN, or leaving a box around the plot
-  window) is detected, reported as ``diverged_at`` and the trajectory is cut at the last good
-  point, so plots never show garbage.
+  steps, returning a :class:`Trajectory`. A run that stops making sense is cut at its last good
+  point, so plots never show garbage, and the trajectory says why it stopped: it *diverged*
+  (inf/NaN, or it left a box around the plot window with a growing loss), or it *escaped* (it
+  left the box while the loss kept falling, on a landscape that is unbounded below, such as the
+  saddle x² − y²: that is the optimizer doing its job, not an instability).
 
 Conventions
 -----------
@@ -48,6 +50,7 @@ __all__ = [
     "get_landscape",
     "himmelblau",
     "inflection",
+    "plural",
     "quadratic",
     "rastrigin",
     "reddi",
@@ -68,6 +71,8 @@ class Landscape:
     evaluates one point (for optimization) or a whole grid (for a contour plot). For an *online*
     problem (``online=True``, e.g. :func:`reddi`) ``f`` takes the step number too: ``f(x, t)``.
     ``project`` (optional) maps a point back into the feasible set after every optimizer step.
+    ``bounded_below=False`` marks functions whose infimum is −∞ (x² − y², x³ + y²): a run that
+    leaves the plot window downhill on them has *escaped*, not diverged.
     """
 
     name: str
@@ -83,6 +88,7 @@ class Landscape:
     project: Callable[[torch.Tensor], torch.Tensor] | None = None
     hessian_eigenvalues: tuple[float, ...] | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    bounded_below: bool = True
     _grid_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __call__(self, xy: Any, t: int | None = None) -> torch.Tensor:
@@ -291,6 +297,7 @@ def saddle() -> Landscape:
         ylim=(-2.0, 2.0),
         start=(1.5, 1e-3),
         description="x² − y²: unbounded below along y; escaping takes ~log(1/y0) steps",
+        bounded_below=False,
     )
 
 
@@ -298,7 +305,7 @@ def inflection() -> Landscape:
     """x³ + y²: a degenerate critical point at the origin (zero curvature along x).
 
     For x > 0 gradient descent creeps towards the flat point like 1/k; for x < 0 the function is
-    unbounded below, so runs that cross zero run away (and are reported as diverged).
+    unbounded below, so runs that cross zero run away downhill (and are reported as escaped).
     """
 
     def f(w):
@@ -312,6 +319,7 @@ def inflection() -> Landscape:
         ylim=(-1.5, 1.5),
         start=(1.0, 1.0),
         description="flat inflection point x³: zero gradient, zero curvature",
+        bounded_below=False,
     )
 
 
@@ -426,14 +434,31 @@ def get_landscape(name: str | Landscape, **params: Any) -> Landscape:
 # --------------------------------------------------------------------------- running optimizers
 
 
+def plural(n: int, word: str) -> str:
+    """``"1 step"``, ``"4 steps"``: a count with its noun, in the right number."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 @dataclass
 class Trajectory:
     """The result of :func:`run_optimizer`.
 
     ``points`` has shape ``(k + 1, dim)``: the start and every point after a step, up to the last
     good one. ``losses[i]`` is the loss at ``points[i]`` (for online problems: the loss
-    ``f_{i+1}(points[i])`` incurred at step i + 1). If the run diverged, ``diverged_at`` is the
-    step whose result was non-finite or left the escape box, and ``points`` stops just before it.
+    ``f_{i+1}(points[i])`` incurred at step i + 1).
+
+    A run ends in one of three ways, and ``outcome`` says which:
+
+    - ``"finished"``: all ``steps`` steps were taken;
+    - ``"diverged"``: step ``diverged_at`` produced a non-finite value, or left the escape box
+      (:meth:`Landscape.escape_box`) without lowering the loss;
+    - ``"escaped"``: step ``escaped_at`` left the escape box *downhill* on a landscape that is
+      unbounded below (``landscape.bounded_below`` is False, e.g. the saddle x² − y²): the loss
+      was still falling, so the optimizer did its job and there is no minimum to reach.
+
+    In the last two cases ``points`` stops just before that step. ``label`` is the name given to
+    :func:`run_optimizer` or, without one, ``spec``: the optimizer class with all its
+    hyperparameters, e.g. ``"SGD(lr=0.1, momentum=0, dampening=0, weight_decay=0)"``.
     """
 
     points: np.ndarray
@@ -447,6 +472,9 @@ class Trajectory:
     seed: int = 0
     diverged: bool = False
     diverged_at: int | None = None
+    escaped: bool = False
+    escaped_at: int | None = None
+    spec: str = ""
 
     @property
     def final(self) -> np.ndarray:
@@ -457,12 +485,41 @@ class Trajectory:
         return float(self.losses[-1])
 
     @property
-    def message(self) -> str:
-        """One line for a widget or a print: where the run ended, or when it diverged."""
+    def outcome(self) -> str:
+        """``"finished"``, ``"diverged"`` or ``"escaped"`` (see the class docstring)."""
+        return "diverged" if self.diverged else "escaped" if self.escaped else "finished"
+
+    @property
+    def stopped_at(self) -> int | None:
+        """The step that ended the run early (diverged or escaped), ``None`` if it finished."""
+        return self.diverged_at if self.diverged else self.escaped_at
+
+    @property
+    def named(self) -> bool:
+        """Whether the run was given its own label (otherwise ``label`` is the full ``spec``)."""
+        return bool(self.spec) and self.label != self.spec
+
+    @property
+    def ending(self) -> str:
+        """How the run ended, in a few words: ``""`` if it finished, else e.g.
+        ``"diverged after 1 step"`` or ``"escaped after 54 steps (the loss is unbounded below)"``.
+        """
         if self.diverged:
-            return f"{self.label}: diverged after {self.diverged_at} steps"
+            return f"diverged after {plural(self.diverged_at, 'step')}"
+        if self.escaped:
+            return f"escaped after {plural(self.escaped_at, 'step')} (the loss is unbounded below)"
+        return ""
+
+    @property
+    def message(self) -> str:
+        """One line for a widget or a print: where the run ended, or why it stopped early."""
+        if self.ending:
+            return f"{self.label}: {self.ending}"
         pt = ", ".join(f"{v:.4g}" for v in self.final)
-        return f"{self.label}: after {self.steps} steps at ({pt}), loss {self.final_loss:.4g}"
+        return (
+            f"{self.label}: after {plural(self.steps, 'step')} at ({pt}), "
+            f"loss {self.final_loss:.4g}"
+        )
 
     def first_within(self, target: Sequence[float], tol: float) -> int | None:
         """First step at which the iterate is within ``tol`` of ``target`` (``None`` if never)."""
@@ -498,6 +555,8 @@ def run_optimizer(
     ((51, 2), False)
     >>> run_optimizer(quadratic(10), SGD, steps=50, lr=2.5).message
     'SGD(lr=2.5, momentum=0, dampening=0, weight_decay=0): diverged after 8 steps'
+    >>> run_optimizer(saddle(), SGD, steps=100, lr=0.1, label="GD").message
+    'GD: escaped after 55 steps (the loss is unbounded below)'
 
     Parameters
     ----------
@@ -512,8 +571,10 @@ def run_optimizer(
     scheduler
         Optional factory ``optimizer -> LRScheduler``, stepped after every optimizer step.
     escape
-        A run has diverged when an iterate or its loss is non-finite, or when it leaves the box
-        ``escape`` times the size of the plot window (see :meth:`Landscape.escape_box`).
+        A run stops early when an iterate or its loss is non-finite (diverged), or when it leaves
+        the box ``escape`` times the size of the plot window (see :meth:`Landscape.escape_box`):
+        diverged if the loss there is not below every loss so far, escaped if it is and the
+        landscape is unbounded below.
     """
     land = get_landscape(landscape)
     if not isinstance(steps, int) or steps < 0:
@@ -536,7 +597,7 @@ def run_optimizer(
 
     points = [list(x0)]
     losses: list[float] = []
-    diverged_at = None
+    diverged_at = escaped_at = None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 2-element tensors: extra threads only add hand-off overhead
     try:
@@ -556,7 +617,10 @@ def run_optimizer(
             xy = p.tolist()
             if not all(lo <= v <= hi for v, lo, hi in zip(xy, low_l, high_l)):
                 # also catches NaN: every comparison with NaN is False
-                diverged_at = k + 1
+                if not land.bounded_below and _downhill(land, xy, losses, k + 2):
+                    escaped_at = k + 1
+                else:
+                    diverged_at = k + 1
                 break
             points.append(xy)
     finally:
@@ -573,10 +637,11 @@ def run_optimizer(
         good = int(np.argmax(~np.isfinite(loss_arr)))
         points, loss_arr = points[:good] or points[:1], loss_arr[: max(good, 1)]
 
+    spec = optimizer_label(opt)
     return Trajectory(
         points=np.asarray(points, dtype=float),
         losses=loss_arr,
-        label=label or optimizer_label(opt),
+        label=label or spec,
         optimizer=type(opt).__name__,
         hyperparameters=optimizer_hyperparameters(opt),
         landscape=land.title,
@@ -585,4 +650,17 @@ def run_optimizer(
         seed=seed,
         diverged=diverged_at is not None,
         diverged_at=diverged_at,
+        escaped=escaped_at is not None,
+        escaped_at=escaped_at,
+        spec=spec,
     )
+
+
+def _downhill(land: Landscape, xy: list[float], losses: list[float], t: int) -> bool:
+    """Whether the point ``xy`` (outside the escape box) is finite and below every loss so far."""
+    if not all(math.isfinite(v) for v in xy):
+        return False
+    with torch.no_grad():
+        here = torch.tensor(xy, dtype=DTYPE)
+        value = (land.f(here, t) if land.online else land.f(here)).item()
+    return math.isfinite(value) and all(value < seen for seen in losses)

@@ -2,33 +2,61 @@
 
 Every function returns ``(fig, ax)`` and accepts an existing ``ax`` to draw into, so lessons can
 compose panels (``fig, (a, b) = plt.subplots(1, 2)``) and widgets can redraw into their own
-figures. Legends state the *full* hyperparameters of every run (they come from
-:func:`course_lib.train.optimizer_label`): a plot that says "Adam" without its learning rate
-teaches nothing.
+figures.
 
-Diverged runs are drawn up to their last good point, marked with an ✗, and their legend entry
-says "diverged after k steps". Nothing is ever drawn from NaNs.
+How the figures are meant to read (the course's standard for figures):
 
-Animations (:func:`animate_trajectories`) are rendered to self-contained HTML/JavaScript
-(``matplotlib.animation.Animation.to_jshtml``), which plays in JupyterLab, Colab and exported
-static HTML without a live kernel. They are kept small (few frames, low dpi).
+- **Short legends, full hyperparameters in the title.** A legend entry is a short name ("SGD",
+  "Momentum", or the label you gave the run); when runs of one optimizer class differ, the name
+  adds only what differs ("SGD (momentum=0.9)"). The full hyperparameters of every run go into a
+  caption line under the title (:func:`short_labels` computes both), because a plot that says
+  "Adam" without its learning rate teaches nothing, and a legend that lists every argument
+  covers the data.
+- **Legends outside the axes** (``legend="right"``, the default, or ``"below"``), never on top
+  of the curves; ``legend="inside"`` puts a short legend in the emptiest corner.
+- **Readable type**: nothing smaller than 9 pt (:data:`MIN_FONT_PT`); new figures get at least
+  100 dpi.
+- **Log scales where values span decades** (``plot_losses`` and ``plot_schedule`` choose one
+  when the positive values span more than two decades).
+- **Runs that stop early say why.** A diverged run is drawn up to its last good point and ends
+  in a ✗; a run that *escaped* downhill on a landscape that is unbounded below ends in a ▶ and
+  is not called diverged (see :class:`course_lib.landscapes.Trajectory`). Nothing is ever drawn
+  from NaNs. Overlapping paths stay visible: every path has a white halo, and the runs cycle
+  through solid, dashed, dash-dotted and dotted lines.
+
+Animations (:func:`animate_trajectories`) are self-contained HTML: one background image and the
+paths as vector graphics that a few lines of JavaScript reveal step by step. They play in
+JupyterLab, Colab and exported HTML without a live kernel or a network connection, and where
+JavaScript does not run (an untrusted notebook, GitHub's viewer) the same HTML shows the complete
+paths as a still figure.
 """
 
 from __future__ import annotations
 
-import math
+import base64
+import hashlib
+import html as html_lib
+import io
+import json
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import matplotlib
 import numpy as np
+from matplotlib import patheffects
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from course_lib.landscapes import Landscape, Trajectory, get_landscape
 
 __all__ = [
+    "MIN_DPI",
+    "MIN_FONT_PT",
+    "add_legend",
     "animate_trajectories",
+    "caption_text",
+    "figure_png",
     "plot_landscape",
     "plot_losses",
     "plot_schedule",
@@ -36,7 +64,12 @@ __all__ = [
     "plot_surface",
     "plot_trajectories",
     "run_label",
+    "short_labels",
 ]
+
+MIN_FONT_PT = 9  # the smallest type on any course figure
+MIN_DPI = 100  # the lowest resolution of a new figure
+LINESTYLES = ("-", "--", "-.", ":")  # cycled, so a path drawn over another still shows
 
 
 def _fig_ax(ax: Axes | None, figsize=(6.0, 4.5), projection: str | None = None):
@@ -45,17 +78,133 @@ def _fig_ax(ax: Axes | None, figsize=(6.0, 4.5), projection: str | None = None):
         return ax.figure, ax
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=figsize)
+    fig = plt.figure(figsize=figsize, dpi=max(MIN_DPI, matplotlib.rcParams["figure.dpi"]))
     ax = fig.add_subplot(111, projection=projection)
     return fig, ax
 
 
+# --------------------------------------------------------------------------- names and captions
+
+
 def run_label(run: Any) -> str:
-    """The legend text of a run: its label, plus "diverged after k steps" when it diverged."""
+    """The legend text of a run: its label, plus how it ended when it stopped early.
+
+    ``"SGD(lr=2.5) — diverged after 8 steps"``; for a whole legend prefer :func:`short_labels`.
+    """
     label = getattr(run, "label", None) or str(run)
+    ending = getattr(run, "ending", "")
+    return f"{label} — {ending}" if ending else label
+
+
+def _fmt(value: Any) -> str:
+    """A hyperparameter value as in :func:`course_lib.train.optimizer_label`."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(_fmt(v) for v in value) + ")"
+    return str(value)
+
+
+def _short_ending(run: Any) -> str:
     if getattr(run, "diverged", False):
-        label += f" — diverged after {run.diverged_at} steps"
-    return label
+        return f"diverged at step {run.diverged_at}"
+    if getattr(run, "escaped", False):
+        return f"escaped at step {run.escaped_at}"
+    return ""
+
+
+def short_labels(runs: Sequence[Any]) -> tuple[list[str], list[str]]:
+    """Short legend names for ``runs`` and the caption lines that give their hyperparameters.
+
+    A run with a label of its own keeps it. A run labelled only by its optimizer (``run_optimizer``
+    without ``label=``) is named by its class; when several such runs share a class, each name adds
+    the hyperparameters that differ between them, so names stay distinct::
+
+        names    SGD (momentum=0), SGD (momentum=0.9)
+        caption  SGD(lr=0.1, dampening=0, weight_decay=0)
+
+    The caption has one line per optimizer class: the hyperparameters its runs share, then, for
+    runs with labels of their own, what each changes (``"... — Momentum: momentum=0.9"``).
+    Names of runs that stopped early get a second line, ``"✗ diverged at step k"`` or
+    ``"▶ escaped at step k"``. Objects without ``spec``/``hyperparameters`` (plain curves) keep
+    their label and add nothing to the caption.
+    """
+    runs = list(runs)
+    names = [getattr(r, "label", None) or f"run {i}" for i, r in enumerate(runs)]
+    groups: dict[str, list[int]] = {}
+    for i, run in enumerate(runs):
+        if getattr(run, "spec", "") and isinstance(getattr(run, "hyperparameters", None), dict):
+            groups.setdefault(run.optimizer, []).append(i)
+    caption: list[str] = []
+    for cls, members in groups.items():
+        hps = [runs[i].hyperparameters for i in members]
+        keys = list(dict.fromkeys(k for hp in hps for k in hp))
+        common = [k for k in keys if all(k in hp and hp[k] == hps[0][k] for hp in hps)]
+        shared = f"{cls}(" + ", ".join(f"{k}={_fmt(hps[0][k])}" for k in common) + ")"
+        if len(members) == 1:
+            i = members[0]
+            if not runs[i].named:
+                names[i] = cls
+            caption.append(f"{names[i]} = {shared}" if names[i] != cls else shared)
+            continue
+        parts = []
+        for i, hp in zip(members, hps):
+            diffs = [f"{k}={_fmt(hp[k])}" for k in keys if k not in common and k in hp]
+            if not runs[i].named:
+                names[i] = f"{cls} ({', '.join(diffs)})" if diffs else cls
+            elif diffs and not all(d in names[i] for d in diffs):
+                parts.append(f"{names[i]}: {', '.join(diffs)}")
+        caption.append(shared + (" — " + " · ".join(parts) if parts else ""))
+    for i, run in enumerate(runs):
+        ending = _short_ending(run)
+        if ending:
+            names[i] += ("\n✗ " if run.diverged else "\n▶ ") + ending
+    return names, caption
+
+
+def caption_text(lines: Sequence[str], width_inches: float, fontsize: float = MIN_FONT_PT) -> str:
+    """``lines`` wrapped to fit ``width_inches`` at ``fontsize`` (about 0.6 em per character)."""
+    chars = max(20, int(width_inches * 72 / (0.6 * fontsize)))
+    return "\n".join(
+        "\n".join(textwrap.wrap(line, chars, subsequent_indent="    ")) for line in lines
+    )
+
+
+def add_legend(
+    ax: Axes, where: bool | str = "right", handles: list | None = None, labels=None, **kw
+):
+    """A legend that does not cover the data: ``"right"`` or ``"below"`` (outside the axes),
+    ``"inside"`` (the emptiest corner; only for short legends), ``False``/``None`` for none.
+
+    Returns the legend (or ``None``). Font size: :data:`MIN_FONT_PT`.
+    """
+    if where is False or where is None:
+        return None
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    kw.setdefault("fontsize", MIN_FONT_PT)
+    if where is True or where == "right":
+        kw.update(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+    elif where == "below":
+        from matplotlib.transforms import ScaledTranslation
+
+        offset = ScaledTranslation(0, -0.5, ax.figure.dpi_scale_trans)  # below the x label
+        kw.update(
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            bbox_transform=ax.transAxes + offset,
+            ncol=min(3, len(handles)),
+            frameon=False,
+        )
+    elif where == "inside":
+        kw.update(loc="best", framealpha=0.85)
+    else:
+        raise ValueError(f"legend must be 'right', 'below', 'inside' or False, got {where!r}")
+    return ax.legend(handles, labels, **kw)
 
 
 def _levels(Z: np.ndarray, n: int) -> np.ndarray:
@@ -93,20 +242,20 @@ def plot_landscape(
             ax.plot(xs, ys, label=f"f_{t}(x)" if t else "f(x)")
         ax.set_xlabel("x")
         ax.set_title(land.title)
-        ax.legend(loc="best", fontsize="small")
+        ax.legend(loc="best", fontsize=MIN_FONT_PT)
         return fig, ax
     X, Y, Z = land.grid(resolution)
     lv = _levels(Z, levels)
     if filled:
-        ax.contourf(X, Y, Z, levels=lv, cmap=cmap, alpha=0.75)
-    ax.contour(X, Y, Z, levels=lv, colors="k", linewidths=0.4, alpha=0.5)
+        ax.contourf(X, Y, Z, levels=lv, cmap=cmap, alpha=0.6)
+    ax.contour(X, Y, Z, levels=lv, colors="k", linewidths=0.4, alpha=0.45)
     if show_critical:
         if land.minima:
             m = np.asarray(land.minima)
-            ax.scatter(m[:, 0], m[:, 1], marker="*", s=120, c="gold", edgecolors="k", zorder=5)
+            ax.scatter(m[:, 0], m[:, 1], marker="*", s=140, c="gold", edgecolors="k", zorder=5)
         if land.saddles:
             s = np.asarray(land.saddles)
-            ax.scatter(s[:, 0], s[:, 1], marker="P", s=70, c="w", edgecolors="k", zorder=5)
+            ax.scatter(s[:, 0], s[:, 1], marker="P", s=80, c="w", edgecolors="k", zorder=5)
     ax.set_xlim(*land.xlim)
     ax.set_ylim(*land.ylim)
     ax.set_xlabel("x")
@@ -123,6 +272,7 @@ def plot_surface(
     resolution: int = 60,
     cmap: str = "viridis",
     clip_quantile: float = 0.95,
+    legend: bool | str = "right",
 ) -> tuple[Figure, Axes]:
     """3-D surface of a 2-D landscape, optionally with trajectories drawn on it.
 
@@ -136,11 +286,13 @@ def plot_surface(
     X, Y, Z = land.grid(resolution)
     top = np.quantile(Z, clip_quantile)
     ax.plot_surface(X, Y, np.minimum(Z, top), cmap=cmap, alpha=0.8, linewidth=0)
-    for tr in _as_list(trajectories):
+    runs = _as_list(trajectories)
+    names, _ = short_labels(runs)
+    for tr, name in zip(runs, names):
         z = np.minimum(tr.losses[: len(tr.points)], top)
-        ax.plot(tr.points[:, 0], tr.points[:, 1], z, marker=".", ms=3, label=run_label(tr))
-    if trajectories:
-        ax.legend(loc="upper left", fontsize="x-small")
+        ax.plot(tr.points[:, 0], tr.points[:, 1], z, marker=".", ms=3, label=name)
+    if runs:
+        add_legend(ax, legend)
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_title(land.title)
@@ -155,6 +307,23 @@ def _as_list(runs: Any) -> list:
     return list(runs)
 
 
+def _halo(lw: float) -> list:
+    """A white outline under a line, so a path stays visible on any background."""
+    return [patheffects.withStroke(linewidth=lw + 1.5, foreground="white", alpha=0.7)]
+
+
+def _set_title(ax: Axes, title: str, caption: list[str], legend_chars: int = 0) -> None:
+    """``title`` on top, the caption lines (hyperparameters) under it, wrapped to the width the
+    axes will have once a legend of ``legend_chars`` characters sits on its right."""
+    if not caption:
+        ax.set_title(title)
+        return
+    size = MIN_FONT_PT + 1
+    width = ax.get_position().width * ax.figure.get_figwidth()
+    width -= legend_chars * 0.55 * MIN_FONT_PT / 72 + 0.5  # the legend's text and handles
+    ax.set_title(f"{title}\n{caption_text(caption, max(width, 2.0), size)}", fontsize=size)
+
+
 def plot_trajectories(
     landscape: Landscape | str,
     trajectories: Trajectory | Sequence[Trajectory],
@@ -162,46 +331,67 @@ def plot_trajectories(
     *,
     levels: int = 30,
     resolution: int = 150,
-    legend: bool = True,
+    legend: bool | str = "right",
     markers: bool = True,
     title: str | None = None,
+    caption: bool = True,
 ) -> tuple[Figure, Axes]:
     """Trajectories on top of the landscape's contour plot, one legend entry per run.
 
-    ``ax.get_lines()`` are the trajectories, in order (start/end markers are scatter points, not
+    Legend names are short (:func:`short_labels`), the legend sits outside the axes
+    (``legend="right"``, ``"below"``, ``"inside"`` or ``False``: see :func:`add_legend`) and, with
+    ``caption=True``, the full hyperparameters go under the title. Each path starts at a ● and
+    ends at a ■, a ✗ if the run diverged, or a ▶ if it escaped downhill.
+
+    ``ax.get_lines()`` are the trajectories, in order (the markers are scatter points, not
     lines). 1-D problems are drawn as x over steps.
     """
     land = get_landscape(landscape)
     runs = _as_list(trajectories)
+    names, caption_lines = short_labels(runs)
     if land.dim == 1:
         fig, ax = _fig_ax(ax)
-        for tr in runs:
-            ax.plot(np.arange(len(tr.points)), tr.points[:, 0], label=run_label(tr), lw=1.2)
+        for i, (tr, name) in enumerate(zip(runs, names)):
+            ax.plot(
+                np.arange(len(tr.points)), tr.points[:, 0], label=name, lw=1.6,
+                ls=LINESTYLES[i % len(LINESTYLES)],
+            )  # fmt: skip
         for m in land.minima:
             ax.axhline(m[0], color="k", ls=":", lw=1)
         ax.set_ylim(land.xlim[0] - 0.05, land.xlim[1] + 0.05)
         ax.set_xlabel("step")
         ax.set_ylabel("x")
+        ax.set_title(land.title)
     else:
         fig, ax = plot_landscape(land, ax, levels=levels, resolution=resolution)
-        for tr in runs:
+        for i, (tr, name) in enumerate(zip(runs, names)):
             (line,) = ax.plot(
-                tr.points[:, 0], tr.points[:, 1], "-", lw=1.5, marker=".", ms=3, label=run_label(tr)
-            )
+                tr.points[:, 0], tr.points[:, 1], lw=1.8, label=name,
+                ls=LINESTYLES[i % len(LINESTYLES)], path_effects=_halo(1.8), gid="path",
+            )  # fmt: skip
             if markers:
                 c = line.get_color()
-                ax.scatter(*tr.points[0], marker="o", s=30, color=c, edgecolors="k", zorder=6)
-                end = "X" if tr.diverged else "s"
-                ax.scatter(*tr.points[-1], marker=end, s=40, color=c, edgecolors="k", zorder=6)
-    if title is not None:
-        ax.set_title(title)
-    if legend and runs:
-        ax.legend(loc="best", fontsize="x-small", framealpha=0.85)
+                ax.scatter(*tr.points[0], marker="o", s=36, color=c, edgecolors="k", zorder=6)
+                end = "X" if tr.diverged else ">" if tr.escaped else "s"
+                size = 90 if end != "s" else 40
+                ax.scatter(
+                    *tr.points[-1], marker=end, s=size, color=c, edgecolors="k", zorder=6, gid="end"
+                )
+    if runs and caption or title is not None:
+        wide = max((len(line) for n in names for line in n.splitlines()), default=0)
+        _set_title(
+            ax,
+            title if title is not None else land.title,
+            caption_lines if caption else [],
+            legend_chars=wide if legend in (True, "right") and runs else 0,
+        )
+    if runs:
+        add_legend(ax, legend)
     return fig, ax
 
 
-def _series(runs: Any, attr: str) -> list[tuple[str, np.ndarray]]:
-    """Normalise "some loss curves" into [(label, values)]."""
+def _series(runs: Any, attr: str) -> list[tuple[str, np.ndarray, Any]]:
+    """Normalise "some loss curves" into [(label, values, run object or None)]."""
     if isinstance(runs, Mapping):
         items = [(str(k), v) for k, v in runs.items()]
     elif isinstance(runs, Trajectory) or hasattr(runs, attr):
@@ -213,15 +403,18 @@ def _series(runs: Any, attr: str) -> list[tuple[str, np.ndarray]]:
     else:
         items = [(None, r) for r in runs]
     out = []
+    run_objects = [r for label, r in items if label is None and hasattr(r, attr)]
+    short = dict(zip(map(id, run_objects), short_labels(run_objects)[0]))
     for label, r in items:
+        obj = None
         if hasattr(r, attr) and not isinstance(r, np.ndarray):
             values = np.asarray(getattr(r, attr), dtype=float)
-            label = label or run_label(r)
+            label, obj = label or short.get(id(r)) or run_label(r), r
         else:
             values = np.asarray(r, dtype=float)
         if values.ndim != 1:
             raise ValueError(f"a curve must be 1-D, got shape {values.shape}")
-        out.append((label or f"run {len(out)}", values))
+        out.append((label or f"run {len(out)}", values, obj))
     return out
 
 
@@ -235,6 +428,7 @@ def plot_losses(
     ylabel: str = "loss",
     subtract: float | None = None,
     smooth: int = 1,
+    legend: bool | str = "right",
 ) -> tuple[Figure, Axes]:
     """Loss (or any metric) against step, one line per run.
 
@@ -242,20 +436,26 @@ def plot_losses(
     plain sequence. ``attr`` picks the attribute of run objects (``"losses"`` for trajectories;
     use ``"loss"`` or ``"test_accuracy"`` for a ``History``). ``subtract`` plots
     ``loss − subtract`` (e.g. f* to show the gap). ``smooth`` > 1 applies a running mean.
-    ``log=None`` chooses a log scale when all values are positive and span > 2 decades.
+    ``log=None`` chooses a log scale when all values are positive and span > 2 decades. A run
+    that diverged ends in a ✗ at its last finite value. The legend goes outside the axes
+    (:func:`add_legend`).
     """
     if not isinstance(smooth, int) or smooth < 1:
         raise ValueError(f"smooth must be a positive int, got {smooth!r}")
     curves = _series(runs, "loss" if attr == "losses" and _is_history(runs) else attr)
     fig, ax = _fig_ax(ax)
     shown = []
-    for label, y in curves:
+    for i, (label, y, obj) in enumerate(curves):
         y = y - subtract if subtract is not None else y
         if smooth > 1 and len(y) >= smooth:
             y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
         finite = np.isfinite(y)
         x = np.arange(len(y))
-        ax.plot(x[finite], y[finite], label=label, lw=1.3)
+        (line,) = ax.plot(
+            x[finite], y[finite], label=label, lw=1.5, ls=LINESTYLES[i % len(LINESTYLES)]
+        )
+        if getattr(obj, "diverged", False) and finite.any():
+            ax.plot(x[finite][-1], y[finite][-1], "X", ms=9, color=line.get_color(), mec="k")
         shown.append(y[finite])
     if log is None:
         allv = np.concatenate(shown) if shown else np.array([1.0])
@@ -264,9 +464,15 @@ def plot_losses(
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel if subtract is None else f"{ylabel} − {subtract:g}")
-    ax.legend(loc="best", fontsize="x-small")
+    add_legend(ax, legend, *_line_handles(ax))
     ax.grid(alpha=0.3)
     return fig, ax
+
+
+def _line_handles(ax: Axes) -> tuple[list, list]:
+    """The labelled lines of ``ax`` (markers drawn as extra lines have no label)."""
+    lines = [ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+    return lines, [ln.get_label() for ln in lines]
 
 
 def _is_history(runs: Any) -> bool:
@@ -279,29 +485,37 @@ def plot_schedule(
     steps: int | None = None,
     ax: Axes | None = None,
     *,
-    log: bool = False,
+    log: bool | None = None,
+    legend: bool | str = "right",
 ) -> tuple[Figure, Axes]:
     """Learning rate against step for one or several schedules.
 
     A schedule is a callable ``step -> lr`` (evaluated at steps ``0 .. steps-1``) or a list of
-    learning rates; pass a dict ``label -> schedule`` for several.
+    learning rates; pass a dict ``label -> schedule`` for several. ``log=None`` picks a log scale
+    when the positive learning rates span more than two decades.
     """
     items = list(schedules.items()) if isinstance(schedules, Mapping) else [("schedule", schedules)]
     fig, ax = _fig_ax(ax, figsize=(6.0, 3.5))
-    for label, s in items:
+    values = []
+    for i, (label, s) in enumerate(items):
         if callable(s):
             if not isinstance(steps, int) or steps < 1:
                 raise ValueError("steps (a positive int) is needed to evaluate a callable schedule")
             lrs = np.array([float(s(t)) for t in range(steps)])
         else:
             lrs = np.asarray(s, dtype=float)
-        ax.plot(np.arange(len(lrs)), lrs, label=label, lw=1.5)
+        ax.plot(np.arange(len(lrs)), lrs, label=label, lw=1.6, ls=LINESTYLES[i % len(LINESTYLES)])
+        values.append(lrs)
+    if log is None:
+        positive = np.concatenate(values)
+        positive = positive[np.isfinite(positive) & (positive > 0)]
+        log = bool(positive.size and positive.max() / positive.min() > 100)
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
     if len(items) > 1 or items[0][0] != "schedule":
-        ax.legend(loc="best", fontsize="small")
+        add_legend(ax, legend)
     ax.grid(alpha=0.3)
     return fig, ax
 
@@ -334,7 +548,7 @@ def plot_state_memory(
             (b.get_x() + b.get_width() / 2, v),
             ha="center",
             va="bottom",
-            fontsize="small",
+            fontsize=MIN_FONT_PT,
         )
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, max(values) * 1.15 if max(values) > 0 else 1)
@@ -342,36 +556,268 @@ def plot_state_memory(
     return fig, ax
 
 
-# Anti-aliased lines make PNG frames 4x larger (every edge pixel a new colour); animations are
-# small and brief, so crisp pixel lines are the better trade.
-_SMALL_FRAMES = {
-    "lines.antialiased": False,
-    "patch.antialiased": False,
-    "savefig.facecolor": "white",
-    "savefig.transparent": False,
-}
+# --------------------------------------------------------------------------- animations
+
+
+class TrajectoryAnimation:
+    """What :func:`animate_trajectories` returns: an HTML animation with a still fallback.
+
+    Jupyter shows it through :meth:`_repr_mimebundle_`: ``text/html`` (the player),
+    ``image/png`` (the complete figure, for front ends that cannot run the player) and a short
+    ``text/plain``. ``data`` is the HTML, ``frames`` the number of frames, ``png`` the still,
+    ``dpi`` the resolution its images were rendered at.
+    """
+
+    def __init__(self, html: str, png: bytes, frames: int, title: str, dpi: float):
+        self.data = html
+        self.png = png
+        self.frames = frames
+        self.title = title
+        self.dpi = dpi
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        return {
+            "text/html": self.data,
+            "image/png": base64.b64encode(self.png).decode("ascii"),
+            "text/plain": f"<animation of {self.title}: {self.frames} frames>",
+        }
+
+
+_PLAYER_CSS = """
+#{id} .ctl {{display:flex; align-items:center; gap:6px; font:13px sans-serif; margin:4px 0;}}
+#{id} .ctl button {{font-size:14px; min-width:2.2em; padding:1px 6px; cursor:pointer;}}
+#{id} .ctl input[type=range] {{flex:1; max-width:360px;}}
+"""
+
+# The player: the paths are SVG polylines over the background image; a frame shows each path up
+# to a step. Written without any library or web font, so it runs offline.
+_PLAYER_JS = """
+(function() {{
+  var here = document.currentScript;
+  var root = (here && here.parentNode) || document.getElementById("{id}");
+  if (!root || root.dataset.ready) return;
+  root.dataset.ready = "1";
+  var data = {data};
+  var img = root.querySelector("img"), svg = root.querySelector("svg");
+  img.src = img.getAttribute("data-background");
+  svg.style.display = "";
+  var lines = svg.querySelectorAll("polyline.p"), halos = svg.querySelectorAll("polyline.h");
+  var heads = svg.querySelectorAll("circle"), ends = svg.querySelectorAll(".end");
+  var ctl = document.createElement("div"); ctl.className = "ctl";
+  function button(label, title, fn) {{
+    var b = document.createElement("button"); b.textContent = label; b.title = title;
+    b.onclick = fn; ctl.appendChild(b); return b;
+  }}
+  var frame = 0, timer = null, n = data.steps.length, play;
+  var slider = document.createElement("input");
+  slider.type = "range"; slider.min = 0; slider.max = n - 1; slider.value = 0;
+  var text = document.createElement("span");
+  function show(k) {{
+    frame = Math.max(0, Math.min(n - 1, k)); slider.value = frame;
+    var step = data.steps[frame];
+    for (var r = 0; r < lines.length; r++) {{
+      var pts = data.paths[r], m = Math.min(step + 1, pts.length), s = pts.slice(0, m).join(" ");
+      lines[r].setAttribute("points", s); halos[r].setAttribute("points", s);
+      var last = pts[m - 1].split(",");
+      heads[r].setAttribute("cx", last[0]); heads[r].setAttribute("cy", last[1]);
+      heads[r].style.display = (frame === n - 1) ? "none" : "";
+      ends[r].style.display = (frame === n - 1) ? "" : "none";
+    }}
+    text.textContent = "step " + step + " of " + data.steps[n - 1];
+  }}
+  function stop() {{
+    if (timer) {{ clearInterval(timer); timer = null; }}
+    play.textContent = "\\u25B6 play";
+  }}
+  function start() {{
+    if (frame >= n - 1) show(0);
+    play.textContent = "|| pause";
+    timer = setInterval(function() {{ if (frame >= n - 1) stop(); else show(frame + 1); }},
+                        {interval});
+  }}
+  button("|\\u25C0", "first frame", function() {{ stop(); show(0); }});
+  button("\\u25C0", "one frame back", function() {{ stop(); show(frame - 1); }});
+  play = button("\\u25B6 play", "play / pause", function() {{ if (timer) stop(); else start(); }});
+  button("\\u25B6", "one frame forward", function() {{ stop(); show(frame + 1); }});
+  button("\\u25B6|", "last frame", function() {{ stop(); show(n - 1); }});
+  slider.oninput = function() {{ stop(); show(parseInt(slider.value, 10)); }};
+  ctl.appendChild(slider); ctl.appendChild(text);
+  root.appendChild(ctl);
+  show(0); start();
+}})();
+"""
+
+
+def figure_png(fig: Figure, dpi: float = MIN_DPI, colors: int | None = 256) -> bytes:
+    """``fig`` as PNG bytes, rendered here (no pyplot backend needed).
+
+    With ``colors`` the image is reduced to a palette of that many colours (Pillow's median
+    cut): a contour plot shrinks about threefold and looks the same, which keeps notebooks that
+    store figures for readers without a kernel light. Median cut alone merges colours that cover
+    few pixels (a line that only appears in the legend would take a neighbour's colour), so white,
+    black and the colours of the figure's lines get weight while the palette is chosen and keep
+    palette entries of their own. ``colors=None`` keeps every colour.
+    """
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
+    if colors is None:
+        return buf.getvalue()
+    from PIL import Image  # a dependency of matplotlib
+
+    image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    # the weight: a block of pixels per colour in a strip under the image, cut off afterwards
+    keep, block = _line_colors(fig), 24
+    per_row = max(1, image.width // block)
+    rows = -(-len(keep) // per_row)
+    strip = Image.new("RGB", (image.width, image.height + rows * block), "white")
+    strip.paste(image, (0, 0))
+    for i, rgb in enumerate(keep):
+        x, y = (i % per_row) * block, image.height + (i // per_row) * block
+        strip.paste(rgb, (x, y, x + block, y + block))
+    quantized = strip.quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
+    small = io.BytesIO()
+    quantized.crop((0, 0, image.width, image.height)).save(small, format="PNG", optimize=True)
+    return small.getvalue()
+
+
+def _line_colors(fig: Figure) -> list[tuple[int, int, int]]:
+    """White, black and the distinct RGB colours (0-255) of the lines and markers in ``fig``."""
+    from matplotlib.colors import to_rgb
+    from matplotlib.lines import Line2D
+
+    seen: dict[tuple[int, int, int], None] = {(255, 255, 255): None, (0, 0, 0): None}
+    for line in fig.findobj(Line2D):
+        for color in (line.get_color(), line.get_markerfacecolor()):
+            try:
+                rgb = tuple(round(255 * c) for c in to_rgb(color))
+            except ValueError:  # "none", "auto"
+                continue
+            seen.setdefault(rgb, None)
+    return list(seen)
+
+
+_DASHES = {"-": (), "--": (3.7, 1.6), "-.": (6.4, 1.6, 1.0, 1.6), ":": (1.0, 1.65)}  # × width
+
+
+def _svg_end(kind: str, x: float, y: float, color: str, r: float) -> str:
+    """An end marker as in :func:`plot_trajectories`: ✗ diverged, ▶ escaped, ■ finished."""
+    style = f'class="end" fill="{color}" stroke="black" stroke-width="1"'
+    if kind == "diverged":
+        arm = r * 0.35
+        d = " ".join(
+            f"{'M' if i == 0 else 'L'}{x + dx:.1f},{y + dy:.1f}"
+            for i, (dx, dy) in enumerate(
+                [(-r, -r + arm), (-arm, 0), (-r, r - arm), (-r + arm, r), (0, arm), (r - arm, r),
+                 (r, r - arm), (arm, 0), (r, -r + arm), (r - arm, -r), (0, -arm), (-r + arm, -r)]
+            )
+        )  # fmt: skip
+        return f'<path {style} d="{d} Z"/>'
+    if kind == "escaped":
+        pts = f"{x - r:.1f},{y - r:.1f} {x + r:.1f},{y:.1f} {x - r:.1f},{y + r:.1f}"
+        return f'<polygon {style} points="{pts}"/>'
+    side = 1.3 * r
+    return (
+        f'<rect {style} x="{x - side / 2:.1f}" y="{y - side / 2:.1f}" width="{side:.1f}" '
+        f'height="{side:.1f}"/>'
+    )
+
+
+def _player_html(fig, ax, runs, lines, idx, background, still, interval, dpi) -> str:
+    """The player's HTML: the still image (replaced by the background when JavaScript runs),
+    the paths as SVG polylines in image pixels, and the script that animates them."""
+    from matplotlib.colors import to_hex
+
+    scale = dpi / fig.dpi
+    width, height = fig.get_figwidth() * dpi, fig.get_figheight() * dpi
+    box = ax.get_window_extent()
+    clip = (box.x0 * scale, height - box.y1 * scale, box.width * scale, box.height * scale)
+    paths, shapes = [], []
+    for tr, line in zip(runs, lines):
+        px = ax.transData.transform(tr.points) * scale
+        pts = [f"{x:.1f},{height - y:.1f}" for x, y in px]
+        paths.append(pts)
+        color = to_hex(line.get_color())
+        lw = line.get_linewidth() * dpi / 72
+        dash = ",".join(f"{d * lw:.1f}" for d in _DASHES.get(line.get_linestyle(), ()))
+        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
+        full = " ".join(pts)
+        x_end, y_end = (float(v) for v in pts[-1].split(","))
+        shapes.append(
+            f'<polyline class="h" points="{full}" fill="none" stroke="white" '
+            f'stroke-opacity="0.7" stroke-width="{lw + 1.5 * dpi / 72:.1f}" stroke-linejoin="round"'
+            f"{dash_attr}/>"
+            f'<polyline class="p" points="{full}" fill="none" stroke="{color}" '
+            f'stroke-width="{lw:.1f}" stroke-linejoin="round"{dash_attr}/>'
+            f'<circle r="{2.2 * lw:.1f}" cx="{x_end:.1f}" cy="{y_end:.1f}" fill="{color}" '
+            'stroke="black" stroke-width="0.8"/>'
+            + _svg_end(tr.outcome, x_end, y_end, color, 1.9 * lw)
+        )
+    data = json.dumps({"paths": paths, "steps": [int(i) for i in idx]}, separators=(",", ":"))
+    uid = "anim-" + hashlib.sha1(data.encode() + background[:4096]).hexdigest()[:12]
+    b64 = base64.b64encode
+    svg = (
+        f'<svg viewBox="0 0 {width:.0f} {height:.0f}" style="position:absolute; left:0; top:0; '
+        f'width:100%; height:100%; display:none" xmlns="http://www.w3.org/2000/svg">'
+        f'<clipPath id="{uid}-clip"><rect x="{clip[0]:.1f}" y="{clip[1]:.1f}" '
+        f'width="{clip[2]:.1f}" height="{clip[3]:.1f}"/></clipPath>'
+        f'<g clip-path="url(#{uid}-clip)">{"".join(shapes)}</g></svg>'
+    )
+    script = _PLAYER_JS.format(id=uid, data=data, interval=int(interval))
+    return (
+        f'<div id="{uid}" style="max-width:{width:.0f}px">'
+        f"<style>{_PLAYER_CSS.format(id=uid)}</style>"
+        f'<div style="position:relative; width:100%">'
+        f'<img alt="{html_lib.escape(ax.get_title().splitlines()[0])}" style="width:100%; '
+        f'display:block" src="data:image/png;base64,{b64(still).decode()}" '
+        f'data-background="data:image/png;base64,{b64(background).decode()}">{svg}</div>'
+        f"<script>{script}</script></div>"
+    )
+
+
+def _animation_figure(land, runs, figsize, dpi, levels, title) -> tuple[Figure, Axes]:
+    """The animation's figure: :func:`plot_trajectories` with a one-line title, and the
+    hyperparameters as a caption under the axes across the whole figure width (under the title
+    they would be squeezed into the width the legend leaves and take half the height)."""
+    fig = Figure(figsize=figsize, dpi=dpi)
+    ax = fig.add_subplot(111)
+    plot_trajectories(land, runs, ax, levels=levels, resolution=120, title=title, caption=False)
+    ax.set_title(ax.get_title(), fontsize=MIN_FONT_PT + 1)
+    lines = short_labels(runs)[1]
+    if not lines:
+        fig.tight_layout()
+        return fig, ax
+    text = caption_text(lines, figsize[0] - 0.3)
+    height = ((text.count("\n") + 1) * MIN_FONT_PT * 1.4 / 72 + 0.1) / figsize[1]
+    fig.tight_layout(rect=(0.0, height, 1.0, 1.0))
+    fig.text(0.015, 0.015, text, ha="left", va="bottom", fontsize=MIN_FONT_PT, color="#333")
+    return fig, ax
 
 
 def animate_trajectories(
     landscape: Landscape | str,
     trajectories: Trajectory | Sequence[Trajectory],
     *,
-    frames: int = 15,
-    dpi: int = 60,
-    figsize: tuple[float, float] = (4.2, 3.4),
-    interval: int = 120,
-    max_bytes: int = 300_000,
-    levels: int = 15,
-):
-    """A small JavaScript animation of runs moving over the landscape (an ``IPython.display.HTML``).
+    frames: int = 40,
+    dpi: int = MIN_DPI,
+    figsize: tuple[float, float] = (7.0, 4.6),
+    interval: int = 150,
+    max_bytes: int = 400_000,
+    levels: int = 30,
+    title: str | None = None,
+) -> TrajectoryAnimation:
+    """The runs moving over the landscape, step by step, as a small self-contained player.
 
-    The runs are subsampled to ``frames`` frames (all runs advance together; shorter or diverged
-    runs stop at their last point). If the HTML comes out larger than ``max_bytes``, it is
-    re-rendered with fewer frames, so notebooks stay light. The figure is closed afterwards.
+    The figure is the one :func:`plot_trajectories` draws (same contours, short legend outside),
+    with the hyperparameters as a caption under the axes, rendered once as a background image;
+    the paths are vector lines on top of it that ``frames`` frames reveal (all runs advance
+    together; shorter, diverged or escaped runs stop at their last point, and their end marker
+    appears on the last frame). Buttons: first, back, play/pause, forward, last, and a slider.
+    No network access, no web font.
+
+    Where JavaScript does not run (an untrusted notebook, a static viewer) the same HTML shows the
+    finished figure, and the ``image/png`` of the mime bundle carries it too. If the HTML would
+    exceed ``max_bytes``, the images are re-rendered at a lower dpi (never below 72).
     """
-    from IPython.display import HTML
-    from matplotlib import animation
-
     land = get_landscape(landscape)
     runs = _as_list(trajectories)
     if not runs:
@@ -381,36 +827,22 @@ def animate_trajectories(
     if not isinstance(frames, int) or frames < 2:
         raise ValueError(f"frames must be an int >= 2, got {frames!r}")
     longest = max(len(tr.points) for tr in runs)
-    html = ""
-    n_frames = min(frames, longest)
+    idx = np.unique(np.linspace(0, longest - 1, min(frames, longest)).round().astype(int))
+    fig, ax = _animation_figure(land, runs, figsize, dpi, levels, title)
     while True:
-        idx = np.unique(np.linspace(0, longest - 1, n_frames).round().astype(int))
-        with matplotlib.rc_context(_SMALL_FRAMES):
-            fig = Figure(figsize=figsize, dpi=dpi)
-            ax = fig.add_subplot(111)
-            plot_landscape(land, ax, levels=levels, resolution=80, filled=False)
-            lines = []
-            for tr in runs:
-                (ln,) = ax.plot([], [], "-", lw=1.5, label=run_label(tr))
-                lines.append(ln)
-            ax.legend(loc="upper left", fontsize=5, framealpha=1.0)
-            fig.tight_layout()
-
-        def update(i, lines=lines):
-            for ln, tr in zip(lines, runs):
-                k = min(i, len(tr.points) - 1) + 1
-                ln.set_data(tr.points[:k, 0], tr.points[:k, 1])
-            return lines
-
-        anim = animation.FuncAnimation(fig, update, frames=list(idx), interval=interval, blit=False)
-        with matplotlib.rc_context(
-            _SMALL_FRAMES | {"animation.embed_limit": 4 * max_bytes / 2**20}
-        ):
-            html = anim.to_jshtml(default_mode="once")
-        if len(html.encode()) <= max_bytes or n_frames <= 5:
+        still = figure_png(fig, dpi)
+        path_lines = [ln for ln in ax.get_lines() if ln.get_gid() == "path"]
+        hidden = [a for a in ax.get_children() if a.get_gid() in ("path", "end")]
+        for artist in hidden:
+            artist.set_visible(False)
+        background = figure_png(fig, dpi)
+        for artist in hidden:
+            artist.set_visible(True)
+        html = _player_html(fig, ax, runs, path_lines, idx, background, still, interval, dpi)
+        if len(html.encode()) <= max_bytes or dpi <= 72:
             break
-        n_frames = max(5, math.floor(n_frames * 0.6))
-    out = HTML(html)
+        dpi = max(72, int(dpi * 0.8))
+    out = TrajectoryAnimation(html, still, len(idx), land.title, dpi)
     out.frames = len(idx)  # for tests and curious readers
     return out
 

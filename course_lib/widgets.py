@@ -16,14 +16,23 @@ tests, nbval and PDF export use; the widget only adds sliders. After every chang
 the latest result in ``.figure`` and ``.data``, so its logic can be tested without a browser:
 build it, set ``widget.controls["lr"].value = 0.5``, look at ``widget.data``.
 
+**Before anything runs.** A notebook opened fresh (untrusted in JupyterLab, or on Colab without
+a runtime) cannot draw a live widget. Each widget therefore displays a mime bundle with three
+views of itself: the live widget (``application/vnd.jupyter.widget-view+json``, chosen by a
+trusted front end with a kernel), the current figure as ``image/png`` (what an untrusted
+JupyterLab, GitHub and nbviewer show) and one sentence of ``text/plain`` saying that the sliders
+need a running kernel. Executed notebooks store all three.
+
 Compatibility: only widgets and keyword arguments that exist in both ipywidgets 7.7 (Colab) and
 8.x are used, and figures are plain matplotlib images shown in an ``Output`` (no ipympl).
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import inspect
-import io
+import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -31,11 +40,22 @@ from typing import Any
 import ipywidgets as W
 import numpy as np
 import torch
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from course_lib.landscapes import LANDSCAPES, get_landscape, run_optimizer
+from course_lib.landscapes import LANDSCAPES, get_landscape, plural, run_optimizer
 from course_lib.optim import schedules as S
-from course_lib.plotting import plot_losses, plot_schedule, plot_trajectories
+from course_lib.plotting import (
+    MIN_DPI,
+    MIN_FONT_PT,
+    add_legend,
+    caption_text,
+    figure_png,
+    plot_losses,
+    plot_schedule,
+    plot_trajectories,
+    short_labels,
+)
 
 __all__ = [
     "DEFAULT_OPTIMIZERS",
@@ -56,14 +76,12 @@ def _new_figure(fig: Figure | None, figsize: tuple[float, float]) -> Figure:
         return fig
     import matplotlib.pyplot as plt
 
-    return plt.figure(figsize=figsize)
+    return plt.figure(figsize=figsize, dpi=MIN_DPI)
 
 
-def _png(fig: Figure, dpi: int = 80) -> bytes:
+def _png(fig: Figure, dpi: int = MIN_DPI) -> bytes:
     """The figure as PNG bytes (rendered here, so no matplotlib backend setup is needed)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
-    return buf.getvalue()
+    return figure_png(fig, dpi)
 
 
 def _show(output: W.Output, fig: Figure) -> None:
@@ -120,9 +138,15 @@ def playground_static(
 ) -> tuple[Figure, dict[str, Any]]:
     """The playground as a function: run the chosen optimizers, draw trajectories + loss curves.
 
+    Each run is named by its key in ``optimizer_factories`` ("SGD", "Momentum", ...): the legend
+    (one for both panels, right of the loss panel) shows these names, and a caption under the
+    panels gives every run's full hyperparameters. When every run stopped early (diverged or
+    escaped) before a loss curve could be drawn, the loss panel says so instead of showing empty
+    axes.
+
     Returns ``(fig, data)`` with ``data = {"trajectories": [...], "messages": [...],
-    "diverged": {name: step or None}}``; each message is one line per optimizer, e.g.
-    ``"SGD(lr=0.01, ...): diverged after 4 steps"``.
+    "diverged": {name: step or None}, "escaped": {name: step or None}}``; each message is one line
+    per optimizer, e.g. ``"SGD: diverged after 4 steps"``.
     """
     factories = dict(optimizer_factories or DEFAULT_OPTIMIZERS)
     if isinstance(optimizers, str):
@@ -143,22 +167,54 @@ def playground_static(
             return make(params, lr=lr, momentum=momentum, beta1=beta1, beta2=beta2)
 
         runs.append(
-            run_optimizer(land, factory, steps=int(steps), start=start, noise=noise, seed=seed)
+            run_optimizer(
+                land, factory, steps=int(steps), start=start, noise=noise, seed=seed, label=name
+            )
         )
-    fig = _new_figure(fig, (11.0, 4.3))
+    fig = _new_figure(fig, (11.0, 4.6))
     ax1 = fig.add_subplot(1, 2, 1)
     ax2 = fig.add_subplot(1, 2, 2)
-    plot_trajectories(land, runs, ax1)
-    loss_runs = {f"{n}": tr.losses for n, tr in zip(optimizers, runs)}
-    plot_losses(loss_runs, ax2, log=_positive_span(loss_runs))
-    ax2.set_title("loss per step" + (" (noisy gradients)" if noise else ""))
+    plot_trajectories(land, runs, ax1, legend=False, caption=False)
+    names, caption = short_labels(runs)
+    if any(len(tr.losses) > 1 for tr in runs):
+        plot_losses(runs, ax2, log=_positive_span({n: tr.losses for n, tr in zip(names, runs)}),
+                    legend=False)  # fmt: skip
+        ax2.set_title("loss per step" + (" (noisy gradients)" if noise else ""))
+    else:
+        _say_all_stopped(ax2, runs)
+    add_legend(ax2, "right", ax1.get_lines(), names)
     fig.tight_layout()
+    _add_caption(fig, caption)
     data = {
         "trajectories": runs,
         "messages": [tr.message for tr in runs],
         "diverged": {n: tr.diverged_at for n, tr in zip(optimizers, runs)},
+        "escaped": {n: tr.escaped_at for n, tr in zip(optimizers, runs)},
     }
     return fig, data
+
+
+def _say_all_stopped(ax, runs) -> None:
+    """Instead of an empty loss panel: every run stopped at once, and what to try."""
+    last = max(tr.stopped_at or 0 for tr in runs)
+    how = "diverged" if all(tr.diverged for tr in runs) else "stopped"
+    text = f"Every run {how} within {plural(last, 'step')}:\nno loss curve to draw.\n\n" + (
+        "Try a smaller learning rate." if how == "diverged" else "See the messages above."
+    )
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=11)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title("loss per step")
+
+
+def _add_caption(fig: Figure, lines: list[str]) -> None:
+    """The hyperparameters under the panels, after making room for them at the bottom."""
+    if not lines:
+        return
+    text = caption_text(lines, fig.get_figwidth() - 0.4)
+    height = (text.count("\n") + 1) * MIN_FONT_PT * 1.35 / 72 / fig.get_figheight()
+    fig.subplots_adjust(bottom=fig.subplotpars.bottom + height)
+    fig.text(0.01, 0.01, text, ha="left", va="bottom", fontsize=MIN_FONT_PT, color="#333")
 
 
 def _positive_span(curves: Mapping[str, np.ndarray]) -> bool:
@@ -184,7 +240,7 @@ class _Explorer(W.VBox):
         self.controls = controls
         self.output = W.Output()
         self.status = W.HTML(value="")
-        self.figure = Figure(figsize=figsize)
+        self.figure = Figure(figsize=figsize, dpi=MIN_DPI)
         self.data: dict[str, Any] = {}
         self.error: str | None = None
         self._hold = False
@@ -202,6 +258,40 @@ class _Explorer(W.VBox):
     def _status_html(self) -> str:
         return ""
 
+    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
+        """The live widget, plus what a front end without a kernel can show instead.
+
+        ``image/png`` is the current figure (an untrusted JupyterLab and static viewers show it),
+        ``text/plain`` one sentence instead of the widget's repr. A trusted front end with a
+        kernel picks the widget view.
+        """
+        parent = getattr(super(), "_repr_mimebundle_", None)
+        bundle = dict(parent(**kwargs) or {}) if parent is not None else self._widget_view()
+        bundle["image/png"] = base64.b64encode(_png(self.figure)).decode("ascii")
+        bundle["text/plain"] = (
+            f"{type(self).__name__}: interactive; its sliders need a running kernel (run this "
+            "cell). The picture shows its starting settings."
+        )
+        return bundle
+
+    def _widget_view(self) -> dict:
+        """The widget-view entry ipywidgets 7 puts in its display message."""
+        return {
+            "application/vnd.jupyter.widget-view+json": {
+                "version_major": 2,
+                "version_minor": 0,
+                "model_id": self._model_id,
+            }
+        }
+
+    if hasattr(W.Widget, "_ipython_display_"):  # ipywidgets 7 displays through this hook
+
+        def _ipython_display_(self, **kwargs):
+            from IPython.display import display
+
+            display(self._repr_mimebundle_(), raw=True)
+            self._handle_displayed(**kwargs)
+
     def update(self) -> None:
         """Recompute with the current control values and redraw."""
         try:
@@ -216,7 +306,15 @@ class _Explorer(W.VBox):
 
 
 def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return html.escape(text, quote=False)
+
+
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _nowrap_numbers(text: str) -> str:
+    """Wrap every number in a span the browser never breaks (``5.493e-10`` stays whole)."""
+    return _NUMBER.sub(lambda m: f"<span style='white-space:nowrap'>{m.group(0)}</span>", text)
 
 
 class OptimizerPlayground(_Explorer):
@@ -224,7 +322,9 @@ class OptimizerPlayground(_Explorer):
 
     >>> pg = OptimizerPlayground(landscape="quadratic", optimizers=("SGD",), lr=0.5)
     >>> pg.controls["lr"].value = 3.0          # beyond 2/λ_max = 2: SGD diverges
-    >>> pg.data["messages"][0].endswith("steps") and "diverged" in pg.status.value
+    >>> pg.data["messages"][0]
+    'SGD: diverged after 5 steps'
+    >>> "Every run diverged" in pg.status.value
     True
     """
 
@@ -326,7 +426,7 @@ class OptimizerPlayground(_Explorer):
             W.HBox([c["beta1"], c["beta2"], c["noise"]]),
             W.HBox([c["x0"], c["y0"]]),
         ]
-        super().__init__(c, rows, figsize=(11.0, 4.3))
+        super().__init__(c, rows, figsize=(11.0, 4.6))
         c["landscape"].observe(self._on_landscape, names="value")
         self.update()
 
@@ -358,10 +458,20 @@ class OptimizerPlayground(_Explorer):
         )
 
     def _status_html(self) -> str:
+        runs = self.data["trajectories"]
+        colors = [to_hex(line.get_color()) for line in self.figure.axes[0].get_lines()]
         lines = []
-        for msg, tr in zip(self.data["messages"], self.data["trajectories"]):
-            style = "color:#b00;font-weight:bold" if tr.diverged else "color:#333"
-            lines.append(f"<div style='{style}'>{_escape(msg)}</div>")
+        for msg, tr, color in zip(self.data["messages"], runs, colors):
+            style = {"diverged": "color:#b00;font-weight:bold", "escaped": "color:#a60"}
+            swatch = f"<span style='color:{color}'>&#9632;</span> "
+            text = _nowrap_numbers(_escape(msg))
+            lines.append(f"<div style='{style.get(tr.outcome, 'color:#333')}'>{swatch}{text}</div>")
+        if all(tr.diverged for tr in runs):
+            last = max(tr.diverged_at for tr in runs)
+            lines.append(
+                f"<div style='color:#b00'>Every run diverged within {plural(last, 'step')}: "
+                "try a smaller learning rate.</div>"
+            )
         return "".join(lines)
 
 
@@ -409,13 +519,14 @@ def schedule_static(
     *,
     schedules: Mapping[str, Callable] | None = None,
     fig: Figure | None = None,
-    log: bool = False,
+    log: bool | None = None,
     **params: Any,
 ) -> tuple[Figure, np.ndarray]:
     """The schedule explorer as a function: lr over ``steps`` steps; returns ``(fig, lrs)``.
 
     ``schedule`` is a name from ``schedules`` (default :data:`DEFAULT_SCHEDULES`), built with
-    ``**params``, or a ready callable ``step -> lr``.
+    ``**params``, or a ready callable ``step -> lr``. ``log=None`` uses a log scale when the
+    learning rates span more than two decades.
     """
     if callable(schedule):
         if params:
@@ -439,7 +550,8 @@ def schedule_static(
     fig = _new_figure(fig, (7.0, 3.4))
     ax = fig.add_subplot(1, 1, 1)
     plot_schedule(lrs, ax=ax, log=log)
-    ax.set_title(title, fontsize="small")
+    ax.set_title(caption_text([title], fig.get_figwidth() - 0.8, MIN_FONT_PT + 1),
+                 fontsize=MIN_FONT_PT + 1)  # fmt: skip
     fig.tight_layout()
     return fig, lrs
 
@@ -508,7 +620,7 @@ class ScheduleExplorer(_Explorer):
                 description="steps",
                 continuous_update=False,
             ),
-            "log": W.Checkbox(value=False, description="log scale"),
+            "log": W.Checkbox(value=False, description="log scale (else automatic)"),
         }
         self.param_box = W.VBox([])
         self.param_controls: dict[str, W.Widget] = {}
@@ -548,7 +660,7 @@ class ScheduleExplorer(_Explorer):
             int(self.controls["steps"].value),
             schedules=self.schedules,
             fig=self.figure,
-            log=self.controls["log"].value,
+            log=self.controls["log"].value or None,  # unticked: automatic
             **params,
         )
         return fig, {"lrs": lrs, "params": params}
@@ -614,23 +726,26 @@ def bias_correction_static(
         "update_corrected": upd_c,
         "update_uncorrected": upd_u,
     }
-    fig = _new_figure(fig, (11.0, 3.8))
+    fig = _new_figure(fig, (11.0, 4.2))
     ax1 = fig.add_subplot(1, 2, 1)
     ax2 = fig.add_subplot(1, 2, 2)
     ax1.plot(t, c1, "o-", ms=3, label=f"1/(1−β1^t), β1={beta1:g}")
-    ax1.plot(t, c2, "s-", ms=3, label=f"1/(1−β2^t), β2={beta2:g}")
+    ax1.plot(t, c2, "s--", ms=3, label=f"1/(1−β2^t), β2={beta2:g}")
     ax1.set_yscale("log")
     ax1.set_xlabel("step t")
-    ax1.set_ylabel("correction factor")
-    ax1.legend(fontsize="small")
+    ax1.set_ylabel("correction factor (log scale)")
+    ax1.set_title("the factors Adam multiplies m and v by", fontsize=MIN_FONT_PT + 1)
+    add_legend(ax1, "below")
     ax1.grid(alpha=0.3)
     ax2.plot(t, upd_c, "o-", ms=3, label="with bias correction")
-    ax2.plot(t, upd_u, "s-", ms=3, label="without bias correction")
+    ax2.plot(t, upd_u, "s--", ms=3, label="without bias correction")
     ax2.axhline(lr, color="k", ls=":", lw=1, label=f"lr = {lr:g}")
     ax2.set_xlabel("step t")
     ax2.set_ylabel("Adam update |Δw|")
-    ax2.set_title(f"Adam(lr={lr:g}, betas=({beta1:g}, {beta2:g}), eps={eps:g})", fontsize="small")
-    ax2.legend(fontsize="small")
+    ax2.set_title(
+        f"Adam(lr={lr:g}, betas=({beta1:g}, {beta2:g}), eps={eps:g})", fontsize=MIN_FONT_PT + 1
+    )
+    add_legend(ax2, "below")
     ax2.grid(alpha=0.3)
     fig.tight_layout()
     return fig, data
@@ -671,7 +786,7 @@ class BiasCorrectionExplorer(_Explorer):
                 continuous_update=False,
             ),
         }
-        super().__init__(c, [W.HBox(list(c.values()))], (11.0, 3.8))
+        super().__init__(c, [W.HBox(list(c.values()))], (11.0, 4.2))
         self.update()
 
     def _compute(self):

@@ -2,7 +2,8 @@
 
 What this proves that the Python-side widget tests cannot: the widget JavaScript loads in
 JupyterLab, the figure reaches the page as an image, and moving a slider in the page makes the
-kernel recompute and the image change, with no error output anywhere.
+kernel recompute and the image change, with no error output anywhere; and, with no kernel at
+all (a notebook opened fresh), the stored widget and animation outputs show their figures.
 
 Needs the Debian ``chromium`` package (``apt-get install -y chromium``) and Playwright for
 Python (``pip install playwright``; *no* ``playwright install``: we use the system Chromium).
@@ -56,15 +57,24 @@ def _wait_for_server(url: str, proc: subprocess.Popen, timeout: float = 60.0) ->
 @pytest.fixture
 def jupyterlab(tmp_path):
     """A private JupyterLab on a free port with a token, serving a copy of the fixture notebook."""
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(FIXTURE, root / "playground.ipynb")
+    yield from _serve(tmp_path, root, kernels=True)
+
+
+def _serve(tmp_path: Path, root: Path, kernels: bool):
+    """Run JupyterLab on ``root`` until the generator is closed; yield its url, token and log.
+
+    ``kernels=False`` hides every kernelspec (no kernel can start): what a reader sees before
+    anything runs.
+    """
     if not CHROMIUM.exists():
         if os.environ.get("COURSE_REQUIRE_BROWSER"):  # CI installs chromium: never skip there
             pytest.fail(f"{CHROMIUM} not found although COURSE_REQUIRE_BROWSER is set")
         pytest.skip(f"{CHROMIUM} not found (apt-get install -y chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
     pytest.importorskip("jupyterlab", reason="jupyterlab is not installed")
-    root = tmp_path / "root"
-    root.mkdir()
-    shutil.copy(FIXTURE, root / "playground.ipynb")
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ)
     env.update(
@@ -91,6 +101,10 @@ def jupyterlab(tmp_path):
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]  # fmt: skip
+    if not kernels:
+        env["JUPYTER_PATH"] = str(tmp_path / "no-kernels")
+        env["JUPYTER_DATA_DIR"] = str(tmp_path / "no-kernels")
+        cmd.append("--KernelSpecManager.ensure_native_kernel=False")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # containers and CI often run as root
     log = open(tmp_path / "jupyterlab.log", "w")  # noqa: SIM115 - closed in the finally below
@@ -206,5 +220,74 @@ def test_playground_slider_changes_the_plot(jupyterlab):
             log_tail = Path(jupyterlab["log"]).read_text()[-4000:]
             print(f"screenshot: {shots}\nJupyterLab log:\n{log_tail}")
             raise
+        finally:
+            browser.close()
+
+
+WIDGET_CELLS = [
+    "from course_lib.widgets import OptimizerPlayground\n"
+    'OptimizerPlayground(landscape="quadratic", optimizers=("SGD",), lr=0.5, steps=20)',
+    "import torch\nfrom course_lib import landscapes\n"
+    "from course_lib.plotting import animate_trajectories\n"
+    "quad = landscapes.quadratic(10)\n"
+    "run = landscapes.run_optimizer(quad, torch.optim.SGD, steps=20, lr=1.5)\n"
+    "animate_trajectories(quad, run, frames=5)",
+]
+
+
+@pytest.fixture
+def lab_without_kernel(tmp_path):
+    """JupyterLab with no kernel to start, serving an executed notebook with a playground and an
+    animation: a freshly opened, untrusted notebook as a reader first sees it."""
+    import nbclient
+    import nbformat
+
+    root = tmp_path / "root"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in WIDGET_CELLS])
+    env_path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), env_path]).rstrip(os.pathsep)
+    try:
+        nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    finally:
+        os.environ["PYTHONPATH"] = env_path
+    nbformat.write(nb, root / "widgets.ipynb")
+    yield from _serve(tmp_path, root, kernels=False)
+
+
+def test_widgets_and_the_animation_show_a_figure_without_a_kernel(lab_without_kernel):
+    """Before anything runs, each widget cell shows its figure (the image/png stored with the
+    widget view), not ``OptimizerPlayground(children=(HBox(...`` or an error; the animation
+    shows its finished figure; nothing is fetched from the network."""
+    from playwright.sync_api import sync_playwright
+
+    lab = lab_without_kernel
+    url = f"{lab['url']}/lab/tree/widgets.ipynb?token={lab['token']}"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            remote = []
+            page.on(
+                "request",
+                lambda r: remote.append(r.url) if r.url.startswith("http") and "127.0.0.1" not in r.url else None,
+            )  # fmt: skip
+            page.goto(url)
+            page.wait_for_selector(".jp-Notebook .jp-Cell")
+            _accept_dialogs(page, seconds=5.0)
+            outputs = page.locator(".jp-Cell .jp-OutputArea-output")
+            assert outputs.count() == len(WIDGET_CELLS)
+            for i in range(len(WIDGET_CELLS)):
+                image = outputs.nth(i).locator("img").first
+                image.wait_for(state="visible")
+                assert (image.get_attribute("src") or "").startswith("data:image/png;base64,")
+                assert image.evaluate("img => img.naturalWidth") > 300, f"cell {i}: no figure"
+            body = page.locator(".jp-Notebook").inner_text()
+            for bad in ("children=(", "Error displaying widget", "Traceback", "model_id"):
+                assert bad not in body, bad
+            assert remote == [], f"fetched from the network: {remote}"
         finally:
             browser.close()

@@ -15,6 +15,7 @@ from course_lib.exercises.adaptive_rules import (
     ref_adamw_step,
     ref_rmsprop_step,
 )
+from course_lib.exercises.mistakes import COMPUTED_IN_FLOAT32
 from course_lib.exercises.number_answers import (
     ref_bias_correction,
     ref_divergence_threshold,
@@ -163,7 +164,9 @@ def test_each_variant_is_diagnosed(name, why, capsys):
     assert "Diagnosis" in str(info.value)
     assert why in str(info.value)
     assert "expected" in str(info.value) and "got" in str(info.value)
-    assert "✗" in capsys.readouterr().out
+    assert isinstance(info.value, checks.ExerciseFailed)
+    assert info.value._render_traceback_()[0].startswith("\x1b[31m✗ ")  # Jupyter's red ✗ line
+    assert capsys.readouterr().out == ""  # the verdict is the exception, not a print
 
 
 def test_failure_names_case_element_and_values():
@@ -263,10 +266,12 @@ class _NoMemory(torch.optim.Optimizer):
 def test_class_checks():
     assert checks.check_sgd_class(torch.optim.SGD)
     assert checks.check_momentum_class(torch.optim.SGD)
-    with pytest.raises(AssertionError, match="never change"):
+    with pytest.raises(checks.ExerciseFailed, match="after step 1 the parameters are") as info:
         checks.check_sgd_class(_Buggy)
-    with pytest.raises(AssertionError, match="momentum buffer is not kept"):
+    assert "Diagnosis" not in str(info.value)  # find the bug: the check never names it
+    with pytest.raises(checks.ExerciseFailed, match="quadratic 1 .*after step 2") as info:
         checks.check_momentum_class(_NoMemory)
+    assert "Diagnosis" not in str(info.value) and "momentum" not in str(info.value).split(":")[-1]
     with pytest.raises(AssertionError, match="must be a class"):
         checks.check_sgd_class(lambda ps, lr: None)
 
@@ -299,13 +304,14 @@ def test_check_adam_class_accepts_a_correct_adam(capsys):
     assert "✓ _Adam" in capsys.readouterr().out
 
 
-def test_check_adam_class_diagnoses_an_off_by_one_step_counter():
+def test_check_adam_class_rejects_an_off_by_one_step_counter_without_naming_it():
     class OffByOne(_Adam):
         def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
             super().__init__(params, lr, betas, eps, start=2)
 
-    with pytest.raises(AssertionError, match="off-by-one step count: you used t\\+1"):
+    with pytest.raises(checks.ExerciseFailed, match="after step 1 the parameters are") as info:
         checks.check_adam_class(OffByOne)
+    assert "off-by-one" not in str(info.value) and "Diagnosis" not in str(info.value)
 
 
 def test_check_adam_class_diagnoses_torch_adam_mistakes():
@@ -318,3 +324,116 @@ def test_check_adam_class_diagnoses_torch_adam_mistakes():
 
     with pytest.raises(AssertionError, match="RuntimeError: boom"):
         checks.check_adam_class(Broken)
+
+
+# ---------------------------------------------------------------------------------------------
+# The diagnoses the issue asked for, and one wording for "not started"
+# ---------------------------------------------------------------------------------------------
+
+
+def test_float32_answers_are_recognised():
+    # 1 − 0.999¹ in float32 is 0.0009999871, not 0.001
+    with pytest.raises(checks.ExerciseFailed, match="float32") as info:
+        checks.check_bias_correction(lambda beta, t: float(1 - torch.tensor(beta) ** t))
+    assert "expected 0.001, got 0.0009999871" in str(info.value)
+    with pytest.raises(checks.ExerciseFailed, match="float32"):
+        checks.check_bias_correction(float(1 - torch.tensor(0.999) ** 1), beta=0.999, t=1)
+
+    def rmsprop_float32(p, g, v, lr, alpha, eps):
+        p32, g32, v32 = p.float(), g.float(), v.float()
+        v_new = alpha * v32 + (1 - alpha) * g32 * g32
+        return p32 - lr * g32 / (v_new.sqrt() + eps), v_new
+
+    # update rules are compared with a tolerance that float32 arithmetic meets: accepted ...
+    assert checks.check_rmsprop_step(rmsprop_float32)
+    # ... and where float32 does show, the same sentence explains it
+    rule = RULES["rmsprop_step"]
+    kwargs = {"p": torch.tensor([1.0, -2.0], dtype=D), "g": torch.tensor([0.3, 0.1], dtype=D),
+              "v": torch.zeros(2, dtype=D), "lr": 0.01, "alpha": 0.9, "eps": 1e-3}  # fmt: skip
+    got = rule.call(rmsprop_float32, kwargs)
+    assert COMPUTED_IN_FLOAT32 in rule.diagnose(kwargs, got)
+    assert COMPUTED_IN_FLOAT32 not in rule.diagnose(kwargs, rule.call(ref_rmsprop_step, kwargs))
+
+
+def test_new_diagnoses_name_the_mistake():
+    def adam_storing_corrected(p, g, m, v, t, lr, b1, b2, eps):
+        m_new, v_new = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        m_hat, v_hat = m_new / (1 - b1**t), v_new / (1 - b2**t)
+        return p - lr * m_hat / (v_hat.sqrt() + eps), m_hat, v_hat
+
+    with pytest.raises(checks.ExerciseFailed, match="bias-corrected m̂ and v̂ as the new state"):
+        checks.check_adam_step(adam_storing_corrected)
+
+    def rmsprop_without_square(p, g, v, lr, alpha, eps):
+        v_new = alpha * v + (1 - alpha) * g
+        return p - lr * g / (v_new.sqrt() + eps), v_new
+
+    with pytest.raises(checks.ExerciseFailed, match="v is built from g instead of g²"):
+        checks.check_rmsprop_step(rmsprop_without_square)
+
+    def adagrad_as_rmsprop(p, g, G, lr, eps):
+        G_new = 0.9 * G + 0.1 * g * g
+        return p - lr * g / (G_new.sqrt() + eps), G_new
+
+    with pytest.raises(checks.ExerciseFailed, match="AdaGrad written with an EMA"):
+        checks.check_adagrad_step(adagrad_as_rmsprop)
+
+
+def _stub(*args):
+    raise NotImplementedError()
+
+
+class _StubSGD(torch.optim.SGD):
+    def step(self, closure=None):
+        raise NotImplementedError()
+
+
+@pytest.mark.parametrize(
+    "check, answer, name",
+    [
+        (checks.check_sgd_step, _stub, "sgd_step"),
+        (checks.check_adam_step, _stub, "adam_step"),
+        (checks.check_bias_correction, _stub, "bias_correction"),
+        (checks.check_divergence_threshold, _stub, "divergence_threshold"),
+        (checks.check_sgd_class, _StubSGD, "_StubSGD"),
+    ],
+)
+def test_an_unsolved_exercise_says_the_same_one_line_everywhere(check, answer, name):
+    from course_lib.exercises.mistakes import NOT_IMPLEMENTED
+
+    with pytest.raises(checks.ExerciseNotSolved) as info:
+        check(answer)
+    assert str(info.value) == f"{name}: {NOT_IMPLEMENTED}"
+    assert info.value._render_traceback_() == [f"\x1b[31m✗ {name}: {NOT_IMPLEMENTED}\x1b[0m"]
+
+
+def test_a_not_implemented_error_with_a_message_is_a_bug_not_a_stub():
+    def half_done(p, g, lr):
+        raise NotImplementedError("only 1-D")
+
+    with pytest.raises(checks.ExerciseFailed, match="raised NotImplementedError: only 1-D") as info:
+        checks.check_sgd_step(half_done)
+    assert not isinstance(info.value, checks.ExerciseNotSolved)
+
+
+def test_self_check_turns_asserts_and_stubs_into_verdicts():
+    with pytest.raises(checks.ExerciseFailed) as info, checks.self_check("my_rule"):
+        raise AssertionError("my_rule(1): expected 2")
+    assert info.value.name == "my_rule" and str(info.value) == "my_rule(1): expected 2"
+    with pytest.raises(checks.ExerciseNotSolved, match="my_rule: not implemented yet"):
+        with checks.self_check("my_rule"):
+            _stub()
+
+
+def test_the_notebook_display_is_installed_only_in_a_kernel_and_never_under_nbgrader(monkeypatch):
+    class Kernelless:
+        kernel = None
+
+    assert checks.install_notebook_display(Kernelless()) is False
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+
+    class Shell:
+        kernel = object()
+        custom_exceptions = ()
+
+    assert checks.install_notebook_display(Shell()) is False

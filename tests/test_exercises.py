@@ -9,6 +9,7 @@ import tests keep the exercises below the grader and free of circles.
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ import torch
 
 from course_lib import checks
 from course_lib.exercises import NUMBER_EXERCISES, OPTIMIZER_CLASS_EXERCISES, RULES
-from course_lib.exercises.optimizer_classes import FIXED_ADAM, QuadraticCase
+from course_lib.exercises.adaptive_rules import ADAM_STEP
+from course_lib.exercises.optimizer_classes import FIXED_ADAM, QuadraticCase, StepFunctionAdam
 from course_lib.exercises.problems import Quadratic, quadratic_trajectory, random_spd
 from course_lib.grading import probes
 from tests.import_graph import MODULES, cycle_from, imports_of, is_in
@@ -147,12 +149,13 @@ def test_adam_class_variant_without_bias_correction_takes_the_uncorrected_step()
         {"lr": 0.1},
         steps=3,
     )
-    why = next(why for why in FIXED_ADAM.variants if why.startswith("missing bias correction"))
-    trajectory = FIXED_ADAM.trajectory(FIXED_ADAM.variants[why], case)
+    why = next(why for why in ADAM_STEP.variants if why.startswith("missing bias correction"))
+    wrong = partial(StepFunctionAdam, adam_step=ADAM_STEP.variants[why])
+    trajectory = FIXED_ADAM.trajectory(wrong, case)
     # uncorrected first step: lr·(1−β1)g / sqrt((1−β2) g²) = 0.1·0.1/sqrt(0.001)
     assert torch.allclose(trajectory[0], case.quadratic.w0 - 0.1 * 0.1 / math.sqrt(0.001))
     assert trajectory.shape == (3, 2)
-    assert FIXED_ADAM.diagnose(case, trajectory) == [why]
+    assert FIXED_ADAM.diagnose(case, trajectory) == []  # find the bug: never named
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,3 +535,68 @@ def test_implement_and_derive_docstrings_do_not_contain_the_answer(chapter, name
     doc = function.__doc__ or ""
     assert doc.strip(), f"{name} needs a docstring stating the task and the interface"
     assert not [f for f in forbidden if f in doc], doc
+
+
+# ---------------------------------------------------------------------------------------------
+# ch12-ux (issue #12): find-the-bug exercises never name their bug; float32 is diagnosed alike
+# ---------------------------------------------------------------------------------------------
+
+WRONG_FIXES = [
+    (name, i, wrong)
+    for name, exercise in OPTIMIZER_CLASS_EXERCISES.items()
+    for i, wrong in enumerate(exercise.wrong_answers)
+]
+
+
+@pytest.mark.parametrize(
+    "name, i, wrong", WRONG_FIXES, ids=[f"{name}:{i}" for name, i, _ in WRONG_FIXES]
+)
+def test_a_wrong_fix_is_rejected_by_both_checks_and_named_by_neither(name, i, wrong):
+    from course_lib.exercises.problems import FIND_THE_BUG
+
+    exercise = OPTIMIZER_CLASS_EXERCISES[name]
+    assert exercise.kind == FIND_THE_BUG and exercise.variants == {}
+    with pytest.raises(checks.ExerciseFailed) as info:
+        SELF_CHECKS[name](_as_student_class(wrong))
+    assert "Diagnosis" not in str(info.value) and "after step" in str(info.value)
+    probe = probes.PROBES[name]
+    failed = []
+    for case in probe.make_cases("never named"):
+        expected = _sandbox_result(probe, exercise.reference, case)
+        passed, message = probes.compare_case(
+            probe, case, expected, _sandbox_result(probe, wrong, case)
+        )
+        if not passed:
+            failed.append(message)
+    assert failed, f"{name}: the grader accepted wrong fix {i} on every hidden case"
+    assert not [m for m in failed if "Diagnosis" in m]
+
+
+def test_a_find_the_bug_exercise_cannot_be_given_diagnoses():
+    from course_lib.exercises.optimizer_classes import OptimizerClassExercise
+    from course_lib.exercises.problems import FIND_THE_BUG, IMPLEMENT
+
+    common = dict(
+        name="x", class_name="X", reference=torch.optim.SGD, reference_name="SGD",
+        self_check_hypers=(), hidden_hypers=(),
+    )  # fmt: skip
+    named = {"a sentence that would give the bug away": torch.optim.SGD}
+    with pytest.raises(ValueError, match="never names"):
+        OptimizerClassExercise(**common, variants=named, kind=FIND_THE_BUG)
+    # without a kind: diagnosed mistakes mean "implement", none mean "find the bug"
+    assert OptimizerClassExercise(**common, variants=named).kind == IMPLEMENT
+    assert OptimizerClassExercise(**common, variants={}).kind == FIND_THE_BUG
+
+
+def test_self_check_and_grader_say_float32_with_the_same_sentence():
+    from course_lib.exercises.mistakes import COMPUTED_IN_FLOAT32
+
+    def in_float32(beta, t):
+        return float(1 - torch.tensor(beta, dtype=torch.float32) ** t)
+
+    assert COMPUTED_IN_FLOAT32 in _self_check_diagnoses("bias_correction", in_float32)
+    # the grader, on a case where float32 shows (β close to 1, first step)
+    probe = probes.PROBES["bias_correction"]
+    case = {"label": "beta=0.999, t=1", "args": [0.999, 1]}
+    got = [torch.tensor([in_float32(0.999, 1)], dtype=D)]
+    assert probe.diagnose(case, got) == [COMPUTED_IN_FLOAT32]

@@ -205,3 +205,37 @@ def test_scheduler_is_applied():
 
 def test_docstring_examples():
     assert doctest.testmod(L, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+def test_escaping_downhill_is_not_divergence():
+    """x² − y² is unbounded below: leaving the window downhill is an escape, reported as such."""
+    tr = run_optimizer("saddle", torch.optim.SGD, steps=100, lr=0.1, label="GD")
+    assert tr.escaped and not tr.diverged and tr.outcome == "escaped"
+    assert tr.escaped_at == tr.stopped_at == len(tr.points)
+    assert tr.diverged_at is None
+    assert tr.message == f"GD: escaped after {tr.escaped_at} steps (the loss is unbounded below)"
+    assert np.all(np.diff(tr.losses[-10:]) < 0)  # still going downhill when it left
+    # x³ + y²: momentum carries the run past the flat point into x < 0, where f falls forever
+    flat = run_optimizer("inflection", torch.optim.SGD, steps=300, lr=0.1, momentum=0.9)
+    assert flat.escaped and not flat.diverged
+
+
+def test_growing_loss_on_an_unbounded_landscape_is_still_divergence():
+    # lr far above 2/λ: y² oscillates and grows on the saddle, the loss goes up, not down
+    tr = run_optimizer("saddle", torch.optim.SGD, steps=50, lr=1.5, start=(1.5, 0.0))
+    assert tr.diverged and not tr.escaped and tr.outcome == "diverged"
+
+
+def test_messages_use_the_right_number():
+    one = run_optimizer("quadratic", torch.optim.SGD, steps=50, lr=25.0)
+    assert one.diverged_at == 1 and one.message.endswith("diverged after 1 step")
+    assert ": after 1 step at (" in run_optimizer("quadratic", torch.optim.SGD, steps=1, lr=0.1).message
+    assert L.plural(1, "step") == "1 step" and L.plural(0, "step") == "0 steps"
+
+
+def test_named_runs_keep_their_spec():
+    auto = run_optimizer("quadratic", torch.optim.SGD, steps=3, lr=0.1)
+    named = run_optimizer("quadratic", torch.optim.SGD, steps=3, lr=0.1, label="plain GD")
+    assert not auto.named and auto.label == auto.spec
+    assert named.named and named.label == "plain GD" and named.spec == auto.spec
+    assert named.spec.startswith("SGD(lr=0.1")

@@ -5,19 +5,24 @@ Every widget draws through its static twin; the twins are tested for their numbe
 
 from __future__ import annotations
 
+import base64
 import doctest
 import math
+import re
 
 import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.colors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.text  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import course_lib.widgets as CW  # noqa: E402
+from course_lib.plotting import MIN_FONT_PT  # noqa: E402
 from course_lib.widgets import (  # noqa: E402
     DEFAULT_SCHEDULES,
     BiasCorrectionExplorer,
@@ -35,17 +40,55 @@ def _close_figures():
     plt.close("all")
 
 
+def _small_texts(fig) -> list[str]:
+    fig.canvas.draw()
+    return [
+        f"{t.get_text()!r}: {t.get_fontsize():.1f} pt"
+        for t in fig.findobj(matplotlib.text.Text)
+        if t.get_visible() and t.get_text().strip() and t.get_fontsize() < MIN_FONT_PT
+    ]
+
+
 def test_playground_static_draws_runs_and_reports_divergence():
     fig, data = playground_static("quadratic", ["SGD", "Adam"], lr=2.5, steps=50)
     sgd, adam = data["trajectories"]
     assert sgd.diverged and not adam.diverged
     assert data["diverged"] == {"SGD": sgd.diverged_at, "Adam": None}
-    assert data["messages"][0] == f"{sgd.label}: diverged after {sgd.diverged_at} steps"
+    assert data["escaped"] == {"SGD": None, "Adam": None}
+    assert data["messages"][0] == f"SGD: diverged after {sgd.diverged_at} steps"
     ax_traj, ax_loss = fig.axes
     for line, tr in zip(ax_traj.get_lines(), data["trajectories"]):
         np.testing.assert_array_equal(line.get_xydata(), tr.points)
-    assert [t.get_text() for t in ax_loss.get_legend().get_texts()] == ["SGD", "Adam"]
-    assert "betas=(0.9, 0.999)" in ax_traj.get_legend().get_texts()[1].get_text()
+    # one short legend for both panels, outside them; the hyperparameters in the caption
+    legend = [t.get_text() for t in ax_loss.get_legend().get_texts()]
+    assert legend == [f"SGD\n✗ diverged at step {sgd.diverged_at}", "Adam"]
+    assert ax_traj.get_legend() is None
+    fig.canvas.draw()
+    box = ax_loss.get_legend().get_window_extent()
+    assert not any(box.overlaps(ax.get_window_extent()) for ax in fig.axes)
+    caption = " ".join(" ".join(t.get_text().split()) for t in fig.texts)
+    assert "SGD(lr=2.5, momentum=0, dampening=0, weight_decay=0)" in caption
+    assert "Adam(lr=2.5, betas=(0.9, 0.999), eps=1e-08, weight_decay=0)" in caption
+    assert _small_texts(fig) == []
+
+
+def test_playground_static_says_when_every_run_diverged():
+    fig, data = playground_static("quadratic", ["SGD", "Nesterov"], lr=30.0, steps=20)
+    assert data["messages"] == ["SGD: diverged after 1 step", "Nesterov: diverged after 1 step"]
+    ax_loss = fig.axes[1]
+    assert ax_loss.get_lines() == []
+    said = " ".join(t.get_text() for t in ax_loss.texts)
+    assert "Every run diverged within 1 step" in said and "smaller learning rate" in said
+    assert list(ax_loss.get_xticks()) == [] and list(ax_loss.get_yticks()) == []
+    assert ax_loss.get_legend() is not None  # the names are still there
+
+
+def test_playground_reports_escapes_not_divergence():
+    fig, data = playground_static("saddle", ["SGD", "Momentum"], lr=0.1, steps=100)
+    assert data["diverged"] == {"SGD": None, "Momentum": None}
+    assert all(step is not None for step in data["escaped"].values())
+    assert all(m.endswith("(the loss is unbounded below)") for m in data["messages"])
+    assert "Every run" not in " ".join(t.get_text() for t in fig.axes[1].texts)
 
 
 @pytest.mark.parametrize(
@@ -74,10 +117,40 @@ def test_playground_reacts_to_sliders():
     pg.controls["lr"].value = 3.0  # > 2/λ_max = 2
     assert pg.data["trajectories"][0].diverged
     assert "diverged after" in pg.status.value
+    assert "Every run diverged within" in pg.status.value
     pg.controls["optimizers"].value = ("SGD", "Momentum")
     assert len(pg.data["trajectories"]) == 2 and len(pg.figure.axes[0].get_lines()) == 2
     pg.controls["steps"].value = 10
     assert len(pg.data["trajectories"][1].points) <= 11
+
+
+def test_playground_status_keeps_numbers_whole_and_colours_runs():
+    pg = OptimizerPlayground(landscape="quadratic", optimizers=("SGD", "Adam"), lr=0.5, steps=60)
+    status = pg.status.value
+    # every number sits in a span the browser never breaks ("5.493e-" / "10" cannot happen)
+    for number in re.findall(r"\d\.\d+e-\d+", status):
+        assert f"<span style='white-space:nowrap'>{number}</span>" in status
+    assert re.search(r"white-space:nowrap'>-?\d", status)
+    colors = [matplotlib.colors.to_hex(ln.get_color()) for ln in pg.figure.axes[0].get_lines()]
+    assert all(f"color:{c}" in status for c in colors)
+    assert "Every run" not in status
+    pg.controls["landscape"].value = "saddle"
+    assert "escaped after" in pg.status.value and "diverged" not in pg.status.value
+
+
+def test_widgets_show_a_picture_without_a_kernel():
+    """The stored output of a widget cell: the live view, a PNG of its figure and one sentence."""
+    for widget in (
+        OptimizerPlayground(landscape="quadratic", optimizers=("SGD",), lr=0.5, steps=5),
+        ScheduleExplorer("cosine", 50),
+        BiasCorrectionExplorer(steps=5),
+    ):
+        bundle = widget._repr_mimebundle_()
+        assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == widget.model_id
+        png = base64.b64decode(bundle["image/png"])
+        assert png.startswith(b"\x89PNG") and len(png) < 150_000
+        assert "need a running kernel" in bundle["text/plain"]
+        assert "children=" not in bundle["text/plain"]
 
 
 def test_playground_start_point_and_landscape_switch():
@@ -225,3 +298,25 @@ def test_figures_are_shipped_as_png_bytes():
     ex = BiasCorrectionExplorer(steps=3)
     png = CW._png(ex.figure)
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: playground_static("rosenbrock", steps=30)[0],
+        lambda: schedule_static("warmup + cosine")[0],
+        lambda: bias_correction_static(steps=30)[0],
+    ],
+    ids=["playground", "schedule", "bias correction"],
+)
+def test_widget_figures_use_readable_type(make):
+    fig = make()
+    assert fig.dpi >= 100
+    assert _small_texts(fig) == []
+
+
+def test_schedule_static_picks_a_log_scale_when_rates_span_decades():
+    fig, _ = schedule_static("transformer (Noam)")
+    assert fig.axes[0].get_yscale() == "log"
+    fig, _ = schedule_static("cosine", 100, lr=1.0, lr_min=0.5)
+    assert fig.axes[0].get_yscale() == "linear"

@@ -4,7 +4,8 @@
     python3 tools/course.py lab        # set up .venv and open the course in JupyterLab
     python3 tools/course.py test       # set up .venv (test extras) and run the whole test suite
     python3 tools/course.py execute    # re-execute notebooks in place (all, or the paths given)
-    python3 tools/course.py sync       # write the repository URL into badges and bootstrap cells
+    python3 tools/course.py sync       # repository URL into badges, bootstrap cells and the
+                                       # lessons' exercise links; the standard kernelspec
 
 Only the Python standard library is used here, so the script runs on a fresh machine with nothing
 but Python. Every command is idempotent: the virtual environment is created once and reinstalled
@@ -34,6 +35,9 @@ FIRST_NOTEBOOK = "notebooks/00_orientation.ipynb"
 NOTEBOOK_DIRS = ("notebooks", "solutions")
 SANITIZE = "tools/nbval_sanitize.cfg"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+# What ipykernel (>= 6) installs as "python3". JupyterLab writes the running kernel's spec into a
+# notebook it opens; storing the same one means opening and closing a notebook changes nothing.
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 
 # --------------------------------------------------------------------------- environment
@@ -209,6 +213,7 @@ def execute_inplace(paths: list[str]) -> None:
         client.execute()
         for cell in nb.cells:  # keep diffs quiet: no per-run execution timestamps
             cell.get("metadata", {}).pop("execution", None)
+        nb.metadata["kernelspec"] = dict(KERNELSPEC)
         nbformat.write(nb, path)
 
 
@@ -231,18 +236,48 @@ def bootstrap_source(url: str) -> str:
 
 
 def colab_badge(url: str, notebook: str) -> str:
-    path = url.removeprefix("https://github.com/")
-    link = f"https://colab.research.google.com/github/{path}/blob/main/{notebook}"
+    link = colab_link(url, notebook)
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({link})"
 
 
+def colab_link(url: str, notebook: str) -> str:
+    """The Colab address of ``notebook`` (a path in the repository) on the main branch."""
+    path = url.removeprefix("https://github.com/")
+    return f"https://colab.research.google.com/github/{path}/blob/main/{notebook}"
+
+
+_EXERCISE = r"(\d\d_[\w-]+)\.ipynb"
+
+
+def link_exercises(text: str, url: str) -> str:
+    """Every mention of an exercise notebook in a lesson as a link that works on Colab too.
+
+    `` `exercises/01_x.ipynb` `` and ``[…](../exercises/01_x.ipynb)`` both become
+    ``[`exercises/01_x.ipynb`](../exercises/01_x.ipynb) ([open in Colab](https://colab…))``: the
+    relative link works in a clone (JupyterLab, VS Code), the Colab one in a browser. Idempotent.
+    """
+    text = re.sub(
+        rf"(?<!\[)`exercises/{_EXERCISE}`(?!\]\()",
+        lambda m: f"[`exercises/{m.group(1)}.ipynb`](../exercises/{m.group(1)}.ipynb)",
+        text,
+    )
+    text = re.sub(rf" \(\[open in Colab\]\([^)]*/exercises/{_EXERCISE}\)\)", "", text)
+
+    def with_colab(m: re.Match) -> str:
+        return f"{m.group(1)} ([open in Colab]({colab_link(url, f'exercises/{m.group(2)}.ipynb')}))"
+
+    return re.sub(rf"(\[[^\]]*\]\(\.\./exercises/{_EXERCISE}\))", with_colab, text)
+
+
 def sync(check: bool = False) -> list[str]:
-    """Write the one repository URL into notebooks' bootstrap cells and the README's badges."""
+    """Write the one repository URL into notebooks' bootstrap cells, the lessons' links to their
+    exercises and the README's badges; give every notebook the standard kernelspec."""
     url = repo_url()
     stale: list[str] = []
     for d in (*NOTEBOOK_DIRS, "exercises"):
         for path in sorted((ROOT / d).glob("*.ipynb")):
             nb = json.loads(path.read_text())
+            changed = False
             first = nb["cells"][0] if nb["cells"] else None
             src = "".join(first["source"]) if first else ""
             if first is None or "google.colab" not in src:
@@ -251,9 +286,23 @@ def sync(check: bool = False) -> list[str]:
             want = bootstrap_source(url)
             if src != want:
                 stale.append(f"{path.relative_to(ROOT)}: bootstrap cell differs")
-                if not check:
-                    first["source"] = want.splitlines(keepends=True)
-                    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+                first["source"] = want.splitlines(keepends=True)
+                changed = True
+            if nb.get("metadata", {}).get("kernelspec") != KERNELSPEC:
+                stale.append(f"{path.relative_to(ROOT)}: kernelspec is not {KERNELSPEC}")
+                nb.setdefault("metadata", {})["kernelspec"] = dict(KERNELSPEC)
+                changed = True
+            for i, cell in enumerate(nb["cells"]):
+                if d != "notebooks" or cell["cell_type"] != "markdown":
+                    continue
+                text = "".join(cell["source"])
+                linked = link_exercises(text, url)
+                if linked != text:
+                    stale.append(f"{path.relative_to(ROOT)}: cell {i}: exercise links need Colab")
+                    cell["source"] = linked.splitlines(keepends=True)
+                    changed = True
+            if changed and not check:
+                path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
     readme = ROOT / "README.md"
     text = readme.read_text()
     new = re.sub(
@@ -287,7 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("execute", help="re-execute notebooks in place and store their outputs")
     p.add_argument("paths", nargs="*", help="notebooks (default: notebooks/ and solutions/)")
     p.set_defaults(func=cmd_execute)
-    p = sub.add_parser("sync", help="write the repository URL into bootstrap cells and badges")
+    p = sub.add_parser(
+        "sync", help="repository URL into bootstrap cells, badges and exercise links; kernelspec"
+    )
     p.add_argument("--check", action="store_true", help="only report, exit 1 if anything is stale")
     p.set_defaults(func=cmd_sync)
     args, extra = parser.parse_known_args(argv)

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 from functools import partial
 
+import torch
+
 from course_lib.exercises.mistakes import (
+    ABSOLUTE_VALUE_IN_V,
     EPS_INSIDE_ROOT,
+    SQUARE_MISSING_IN_V,
     STEP_COUNT_MINUS_ONE,
     STEP_COUNT_PLUS_ONE,
     WRONG_SIGN,
@@ -60,6 +64,27 @@ def _adagrad_step_wrong_sign(p, g, G, lr, eps):
     return p + lr * g / (G_new.sqrt() + eps), G_new
 
 
+def _adagrad_step_with_ema(beta):
+    """AdaGrad written as RMSprop: an exponential moving average with factor ``beta``."""
+
+    def adagrad_step(p, g, G, lr, eps):
+        G_new = beta * G + (1 - beta) * g * g
+        return p - lr * g / (G_new.sqrt() + eps), G_new
+
+    return adagrad_step
+
+
+# The EMA factors a student borrows from RMSprop (Hinton's 0.9, PyTorch's 0.99) or from Adam.
+_ADAGRAD_EMA_FACTORS = (0.9, 0.99, 0.999)
+
+
+def _adagrad_ema_mistake(beta: float) -> str:
+    return (
+        f"AdaGrad written with an EMA (G ← {beta:g}·G + {1 - beta:.3g}·g², as in RMSprop): "
+        "AdaGrad *adds* every squared gradient, G ← G + g², so its steps keep shrinking"
+    )
+
+
 ADAGRAD_STEP = Rule(
     name="adagrad_step",
     signature="adagrad_step(p, g, G, lr, eps) -> (p_new, G_new)",
@@ -73,6 +98,7 @@ ADAGRAD_STEP = Rule(
         ),
         "square root missing: divide by √G + ε, not by G + ε": _adagrad_step_without_root,
         WRONG_SIGN: _adagrad_step_wrong_sign,
+        **{_adagrad_ema_mistake(b): _adagrad_step_with_ema(b) for b in _ADAGRAD_EMA_FACTORS},
     },
     hyper={"lr": 0.1, "eps": 1e-2},
     random_hyper=lambda gen: {"lr": uniform(gen, 0.01, 0.5), "eps": _log_uniform_eps(gen)},
@@ -111,6 +137,16 @@ def _rmsprop_step_wrong_sign(p, g, v, lr, alpha, eps):
     return p + lr * g / (v_new.sqrt() + eps), v_new
 
 
+def _rmsprop_step_v_from(moment):
+    """RMSprop whose second moment averages ``moment(g)`` instead of g² (g itself, or |g|)."""
+
+    def rmsprop_step(p, g, v, lr, alpha, eps):
+        v_new = alpha * v + (1 - alpha) * moment(g)
+        return p - lr * g / (v_new.sqrt() + eps), v_new
+
+    return rmsprop_step
+
+
 RMSPROP_STEP = Rule(
     name="rmsprop_step",
     signature="rmsprop_step(p, g, v, lr, alpha, eps) -> (p_new, v_new)",
@@ -126,6 +162,8 @@ RMSPROP_STEP = Rule(
             _rmsprop_step_without_one_minus_alpha
         ),
         WRONG_SIGN: _rmsprop_step_wrong_sign,
+        SQUARE_MISSING_IN_V: _rmsprop_step_v_from(lambda g: g),
+        ABSOLUTE_VALUE_IN_V: _rmsprop_step_v_from(lambda g: g.abs()),
     },
     hyper={"lr": 0.01, "alpha": 0.9, "eps": 1e-2},
     random_hyper=lambda gen: {
@@ -152,15 +190,19 @@ def ref_adam_step(p, g, m, v, t, lr, beta1, beta2, eps):
 
 
 def _adam_step_with(
-    p, g, m, v, t, lr, beta1, beta2, eps, *, correct_m=True, correct_v=True, eps_inside_root=False
-):
-    """Adam with a bias correction left out or ε moved inside the root (defaults: the reference)."""
+    p, g, m, v, t, lr, beta1, beta2, eps, *, correct_m=True, correct_v=True, eps_inside_root=False,
+    second_moment_of=torch.square, store_corrected=False,
+):  # fmt: skip
+    """Adam with one mistake switched on (the defaults give the reference): a bias correction
+    left out, ε inside the root, v built from another function of g than g², or the corrected
+    m̂, v̂ returned as the new state."""
     m_new = beta1 * m + (1 - beta1) * g
-    v_new = beta2 * v + (1 - beta2) * g * g
+    v_new = beta2 * v + (1 - beta2) * second_moment_of(g)
     m_hat = m_new / (1 - beta1**t) if correct_m else m_new
     v_hat = v_new / (1 - beta2**t) if correct_v else v_new
     denominator = (v_hat + eps).sqrt() if eps_inside_root else v_hat.sqrt() + eps
-    return p - lr * m_hat / denominator, m_new, v_new
+    p_new = p - lr * m_hat / denominator
+    return (p_new, m_hat, v_hat) if store_corrected else (p_new, m_new, v_new)
 
 
 def _adam_step_wrong_sign(p, g, m, v, t, lr, beta1, beta2, eps):
@@ -214,6 +256,12 @@ ADAM_STEP = Rule(
         "β1 and β2 swapped": _adam_step_swapped_betas,
         "EMA weights swapped: m ← (1−β1)m + β1·g instead of β1·m + (1−β1)g": (
             _adam_step_swapped_ema_weights
+        ),
+        SQUARE_MISSING_IN_V: partial(_adam_step_with, second_moment_of=lambda g: g),
+        ABSOLUTE_VALUE_IN_V: partial(_adam_step_with, second_moment_of=torch.abs),
+        "you returned the bias-corrected m̂ and v̂ as the new state: keep the raw averages m and "
+        "v (the state) and recompute m̂ = m/(1−β1ᵗ), v̂ = v/(1−β2ᵗ) from them at every step": (
+            partial(_adam_step_with, store_corrected=True)
         ),
     },
     hyper={"lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-3},

@@ -25,3 +25,17 @@ STEP_COUNT_PLUS_ONE = (
 STEP_COUNT_MINUS_ONE = (
     "off-by-one step count: you used t−1 in the bias correction; the first step has t = 1"
 )
+NOT_IMPLEMENTED = "not implemented yet — replace `raise NotImplementedError()` with your code."
+COMPUTED_IN_FLOAT32 = (
+    "you computed in float32 (a tensor made with torch.tensor(...) or torch.zeros(...) without "
+    "dtype=torch.float64 is float32): the answer is right to about 7 digits only; compute in "
+    "float64 or with Python floats"
+)
+SQUARE_MISSING_IN_V = (
+    "v is built from g instead of g²: the second moment averages the *squared* gradient, "
+    "v ← β·v + (1−β)·g²"
+)
+ABSOLUTE_VALUE_IN_V = (
+    "v is built from |g| instead of g²: the second moment averages the *squared* gradient, "
+    "v ← β·v + (1−β)·g²"
+)

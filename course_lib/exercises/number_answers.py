@@ -21,8 +21,20 @@ from dataclasses import dataclass
 
 import torch
 
-from course_lib.exercises.mistakes import STEP_COUNT_MINUS_ONE, STEP_COUNT_PLUS_ONE
-from course_lib.exercises.problems import DTYPE, random_spd, uniform
+from course_lib.exercises.mistakes import (
+    COMPUTED_IN_FLOAT32,
+    STEP_COUNT_MINUS_ONE,
+    STEP_COUNT_PLUS_ONE,
+)
+from course_lib.exercises.problems import (
+    COMPUTE,
+    DTYPE,
+    FIND_THE_BUG,
+    KINDS,
+    looks_like_float32,
+    random_spd,
+    uniform,
+)
 
 # A number is right when it is within NUMBER_RTOL relative (or NUMBER_ATOL absolute) of the answer.
 NUMBER_RTOL = 1e-6
@@ -42,7 +54,8 @@ class NumberExercise:
     """A number exercise: reference, classic mistakes, and the cases it is tried on.
 
     ``self_check_cases(gen)`` and ``hidden_cases(gen)`` return the visible and the grader's cases
-    (a fixed list may ignore the generator).
+    (a fixed list may ignore the generator). ``kind`` is ``"compute"`` (derive a number),
+    ``"measure"`` (run an experiment) or ``"find the bug"`` (no variants: never named).
     """
 
     name: str
@@ -50,6 +63,13 @@ class NumberExercise:
     variants: dict[str, Callable[..., float]]
     self_check_cases: Callable[[torch.Generator], list[NumberCase]]
     hidden_cases: Callable[[torch.Generator], list[NumberCase]]
+    kind: str = COMPUTE
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"{self.name}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == FIND_THE_BUG and self.variants:
+            raise ValueError(f"{self.name}: a find-the-bug exercise never names its mistakes")
 
     def is_right(self, args: tuple, got: float) -> bool:
         """Whether ``got`` equals the reference's answer for ``args``."""
@@ -57,8 +77,14 @@ class NumberExercise:
         return math.isclose(got, want, rel_tol=NUMBER_RTOL, abs_tol=NUMBER_ATOL)
 
     def diagnose(self, args: tuple, got: float) -> list[str]:
-        """The sentences of the variants whose answer for ``args`` equals ``got`` (maybe none)."""
+        """The sentences of the variants whose answer for ``args`` equals ``got`` (maybe none),
+        and :data:`~course_lib.exercises.mistakes.COMPUTED_IN_FLOAT32` when ``got`` is the answer
+        rounded to float32 (never for a find-the-bug exercise)."""
+        if self.kind == FIND_THE_BUG:
+            return []
         hits = []
+        if looks_like_float32(got, self.reference(*args)):
+            hits.append(COMPUTED_IN_FLOAT32)
         for why, wrong_answer in self.variants.items():
             value = wrong_answer(*args)
             if math.isfinite(value) and math.isclose(got, value, rel_tol=NUMBER_RTOL):

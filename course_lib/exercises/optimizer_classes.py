@@ -1,15 +1,22 @@
-r"""Find-the-bug exercises: fix a ``torch.optim.Optimizer`` subclass until it matches torch's.
+r"""Optimizer-class exercises: a ``torch.optim.Optimizer`` subclass that must match torch's.
 
-The notebook hands out a class with a bug (``FixedSGD``, ``FixedMomentumSGD``, ``FixedAdam``);
-the student fixes it. An :class:`OptimizerClassExercise` runs the class for a few steps on small
-random quadratics :math:`\tfrac12 w^\top A w - b^\top w` and compares the whole parameter
-trajectory with the ``torch.optim`` reference.
+The notebook hands out a class with a bug (``BuggySGD``, ``BuggyMomentumSGD``, ``BuggyAdam``)
+and the student writes the fixed one (``FixedSGD``, ...). An :class:`OptimizerClassExercise`
+runs the class for a few steps on small random quadratics :math:`\tfrac12 w^\top A w - b^\top w`
+and compares the whole parameter trajectory with the ``torch.optim`` reference.
 
-The classic mistakes are *variants*: constructors with the student's class's signature, each
-building an optimizer that makes one mistake, keyed by the sentence that diagnoses it. A
-student's trajectory equal to a variant's is explained by that sentence, in the self-check and
-in the grader's feedback alike. Adam's variants are the mistakes of the ``adam_step`` exercise
-run as whole optimizers (:class:`StepFunctionAdam`), so the two exercises diagnose alike.
+The classic mistakes are constructors with the student's class's signature, each building an
+optimizer that makes one mistake. What happens to them depends on the exercise's ``kind``:
+
+- **find the bug** (the three exercises here): finding the bug *is* the exercise, so no check
+  ever names it (``shared/CHAPTER_STANDARD.md``). The mistakes are ``wrong_answers``: the tests
+  make sure that the self-check and the grader reject each of them, and say only on which
+  quadratic and after which step the parameters differ;
+- **implement** (a class written from scratch, e.g. centered RMSprop with param groups): the
+  mistakes are ``variants`` keyed by the sentence that diagnoses them, as for update rules.
+
+Adam's wrong answers are the mistakes of the ``adam_step`` exercise run as whole optimizers
+(:class:`StepFunctionAdam`), so the class and the function are tested against the same mistakes.
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ from functools import partial
 import torch
 
 from course_lib.exercises.adaptive_rules import ADAM_STEP
-from course_lib.exercises.mistakes import EMA_MOMENTUM, NESTEROV_INSTEAD_OF_HEAVY_BALL, WRONG_SIGN
 from course_lib.exercises.problems import (
     ATOL,
+    FIND_THE_BUG,
+    IMPLEMENT,
+    KINDS,
     RTOL,
     Quadratic,
     quadratic_trajectory,
@@ -36,11 +45,6 @@ MIN_EIGENVALUE, MAX_EIGENVALUE = 0.3, 3.0
 SELF_CHECK_STEPS = 10
 HIDDEN_STEPS = 8
 
-PARAMETERS_NEVER_CHANGE = (
-    "the parameters never change: `p = p - lr * p.grad` only rebinds a local name; update the "
-    "tensor in place (`p.add_(p.grad, alpha=-lr)`) under torch.no_grad()"
-)
-
 
 # ---------------------------------------------------------------------------------------------
 # Mistakes as whole optimizers
@@ -48,7 +52,8 @@ PARAMETERS_NEVER_CHANGE = (
 
 
 class FrozenParameters(torch.optim.Optimizer):
-    """The "parameters never change" mistake as an optimizer: ``step()`` moves nothing."""
+    """The "parameters never change" mistake as an optimizer: ``step()`` moves nothing (what
+    ``p = p - lr * p.grad`` does: it rebinds a local name and leaves the tensor alone)."""
 
     def __init__(self, params, **hyperparameters):
         super().__init__(params, hyperparameters)
@@ -120,12 +125,15 @@ def _describe_hyper(hyper: dict) -> str:
 
 @dataclass(frozen=True)
 class OptimizerClassExercise:
-    """A find-the-bug class, its ``torch.optim`` reference, its classic mistakes and its cases.
+    """An optimizer class to write, its ``torch.optim`` reference, its classic mistakes and cases.
 
     ``name`` is the ``grade_id`` of the graded cell and ``class_name`` the class the notebook asks
-    for. ``reference`` and every variant are called like the student's class,
+    for. ``reference``, every variant and every wrong answer are called like the student's class,
     ``make(params, **hyper)``, with each of ``self_check_hypers`` (visible) or ``hidden_hypers``
-    (the grader's).
+    (the grader's). ``variants`` (diagnosed mistakes) are for ``kind="implement"`` only; a
+    find-the-bug exercise lists its mistakes in ``wrong_answers``, which are rejected unnamed.
+    Without ``kind``, an exercise with variants is an implement exercise, one without a
+    find-the-bug exercise.
     """
 
     name: str
@@ -135,6 +143,16 @@ class OptimizerClassExercise:
     variants: dict[str, Callable[..., torch.optim.Optimizer]]
     self_check_hypers: tuple[dict, ...]
     hidden_hypers: tuple[dict, ...]
+    kind: str | None = None
+    wrong_answers: tuple[Callable[..., torch.optim.Optimizer], ...] = ()
+
+    def __post_init__(self):
+        if self.kind is None:  # not given: diagnosed mistakes make it an implement exercise
+            object.__setattr__(self, "kind", IMPLEMENT if self.variants else FIND_THE_BUG)
+        if self.kind not in KINDS:
+            raise ValueError(f"{self.name}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == FIND_THE_BUG and self.variants:
+            raise ValueError(f"{self.name}: a find-the-bug exercise never names its mistakes")
 
     def self_check_cases(self, gen: torch.Generator) -> list[QuadraticCase]:
         """One quadratic per self-check hyperparameter set, with 3, 4, … parameters."""
@@ -172,7 +190,8 @@ class OptimizerClassExercise:
     def diagnose(self, case: QuadraticCase, got: torch.Tensor) -> list[str]:
         """The sentences of the variants whose trajectory on ``case`` equals ``got``.
 
-        NaN matches NaN: a mistake that divides by zero (``1 − β⁰``) is still recognised.
+        NaN matches NaN: a mistake that divides by zero (``1 − β⁰``) is still recognised. A
+        find-the-bug exercise has no variants, so nothing is ever named for it.
         """
         hits = []
         for why, make_variant in self.variants.items():
@@ -210,11 +229,8 @@ FIXED_SGD = OptimizerClassExercise(
     class_name="FixedSGD",
     reference=torch.optim.SGD,
     reference_name="torch.optim.SGD",
-    variants={
-        PARAMETERS_NEVER_CHANGE: FrozenParameters,
-        WRONG_SIGN: WrongSignSGD,
-        "weight decay is ignored": _sgd_ignoring_weight_decay,
-    },
+    variants={},
+    wrong_answers=(FrozenParameters, WrongSignSGD, _sgd_ignoring_weight_decay),
     self_check_hypers=({"lr": 0.1}, {"lr": 0.05, "weight_decay": 0.1}),
     hidden_hypers=(
         {"lr": 0.1},
@@ -228,13 +244,13 @@ FIXED_MOMENTUM_SGD = OptimizerClassExercise(
     class_name="FixedMomentumSGD",
     reference=torch.optim.SGD,
     reference_name="torch.optim.SGD",
-    variants={
-        PARAMETERS_NEVER_CHANGE: FrozenParameters,
-        "this is plain SGD: the momentum buffer is not kept between steps "
-        "(store it in `self.state[p]`)": _sgd_forgetting_momentum,
-        EMA_MOMENTUM: _sgd_with_ema_momentum,
-        NESTEROV_INSTEAD_OF_HEAVY_BALL: _sgd_with_nesterov_momentum,
-    },
+    variants={},
+    wrong_answers=(
+        FrozenParameters,
+        _sgd_forgetting_momentum,
+        _sgd_with_ema_momentum,
+        _sgd_with_nesterov_momentum,
+    ),
     self_check_hypers=({"lr": 0.1, "momentum": 0.9}, {"lr": 0.05, "momentum": 0.5}),
     hidden_hypers=(
         {"lr": 0.1, "momentum": 0.9},
@@ -248,13 +264,11 @@ FIXED_ADAM = OptimizerClassExercise(
     class_name="FixedAdam",
     reference=torch.optim.Adam,
     reference_name="torch.optim.Adam",
-    variants={
-        PARAMETERS_NEVER_CHANGE: FrozenParameters,
-        **{
-            why: partial(StepFunctionAdam, adam_step=wrong_step)
-            for why, wrong_step in ADAM_STEP.variants.items()
-        },
-    },
+    variants={},
+    wrong_answers=(
+        FrozenParameters,
+        *(partial(StepFunctionAdam, adam_step=wrong) for wrong in ADAM_STEP.variants.values()),
+    ),
     self_check_hypers=(
         {"lr": 0.1, "betas": (0.9, 0.999), "eps": 1e-8},
         {"lr": 0.05, "betas": (0.8, 0.99), "eps": 1e-3},

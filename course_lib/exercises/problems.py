@@ -8,6 +8,11 @@ twice gives the same verdict and re-grading gives the same feedback.
 - :class:`Quadratic` / :func:`random_quadratic`: :math:`f(w) = \tfrac12 w^\top A w - b^\top w`
   with a starting point, the test problem of the optimizer-class exercises.
 - :func:`quadratic_trajectory`: the iterates of an optimizer on a :class:`Quadratic`.
+- :func:`looks_like_float32`: whether a wrong answer is the right one computed in float32.
+
+Kinds of exercise (``kind`` of every exercise definition): :data:`IMPLEMENT`, :data:`COMPUTE`
+and :data:`MEASURE` name the classic mistake a wrong answer matches; :data:`FIND_THE_BUG` never
+does (finding the bug is the exercise), so its wrong answers are only rejected.
 """
 
 from __future__ import annotations
@@ -25,6 +30,33 @@ DTYPE = torch.float64
 # operations, tight enough that every classic mistake stands out.
 RTOL = 1e-5
 ATOL = 1e-7
+
+IMPLEMENT, COMPUTE, MEASURE, FIND_THE_BUG = "implement", "compute", "measure", "find the bug"
+KINDS = (IMPLEMENT, COMPUTE, MEASURE, FIND_THE_BUG)
+
+
+def looks_like_float32(got, want) -> bool:
+    """Whether ``got`` is ``want`` computed in float32: every value of ``got`` is exactly a
+    float32 number, ``want`` is not, and they agree to float32 precision (relative 1e-3).
+
+    A float64 computation almost never lands exactly on a float32 number, so this recognises
+    ``1 - torch.tensor(0.999) ** 1 = 0.0009999871`` (instead of 0.001) without knowing how the
+    student computed it. ``got`` and ``want``: numbers, tensors, or equally long tuples of them.
+    """
+    gots = got if isinstance(got, (tuple, list)) else (got,)
+    wants = want if isinstance(want, (tuple, list)) else (want,)
+    if len(gots) != len(wants):
+        return False
+    try:
+        g = torch.cat([torch.as_tensor(x, dtype=DTYPE).reshape(-1) for x in gots])
+        w = torch.cat([torch.as_tensor(x, dtype=DTYPE).reshape(-1) for x in wants])
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    if g.shape != w.shape or not bool(torch.isfinite(g).all()):
+        return False
+    exact32 = torch.equal(g, g.float().to(DTYPE))
+    want_exact32 = torch.equal(w, w.float().to(DTYPE))
+    return exact32 and not want_exact32 and torch.allclose(g, w, rtol=1e-3, atol=1e-9)
 
 
 def uniform(gen: torch.Generator, low: float, high: float) -> float:

@@ -25,7 +25,16 @@ from dataclasses import dataclass
 
 import torch
 
-from course_lib.exercises.problems import ATOL, DTYPE, RTOL
+from course_lib.exercises.mistakes import COMPUTED_IN_FLOAT32
+from course_lib.exercises.problems import (
+    ATOL,
+    DTYPE,
+    FIND_THE_BUG,
+    IMPLEMENT,
+    KINDS,
+    RTOL,
+    looks_like_float32,
+)
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,9 @@ class Rule:
     order of ``hyper`` (the fixed case's values); it returns the ``outputs`` (a tuple when there
     are several). ``state_args`` are the tensor arguments that carry optimizer state (zero before
     the first step) and ``nonnegative_args`` those that cannot be negative (accumulated squares);
-    ``random_hyper(gen)`` draws the hyperparameters of a random case.
+    ``random_hyper(gen)`` draws the hyperparameters of a random case. ``kind`` is
+    ``"implement"`` (mistakes are diagnosed) or ``"find the bug"`` (a buggy function to fix: no
+    variants, its checks only say *that* it is still wrong).
     """
 
     name: str
@@ -52,6 +63,13 @@ class Rule:
     state_args: tuple[str, ...] = ()
     nonnegative_args: tuple[str, ...] = ()
     step_arg: str | None = None
+    kind: str = IMPLEMENT
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"{self.name}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind == FIND_THE_BUG and self.variants:
+            raise ValueError(f"{self.name}: a find-the-bug exercise never names its mistakes")
 
     @property
     def arg_names(self) -> tuple[str, ...]:
@@ -98,8 +116,16 @@ class Rule:
         return cases
 
     def diagnose(self, kwargs: dict, got: Sequence[torch.Tensor]) -> list[str]:
-        """The sentences of the variants whose outputs on ``kwargs`` equal ``got`` (maybe none)."""
+        """The sentences of the variants whose outputs on ``kwargs`` equal ``got`` (maybe none),
+        and :data:`~course_lib.exercises.mistakes.COMPUTED_IN_FLOAT32` when ``got`` is the right
+        answer rounded to float32 (never for a find-the-bug exercise)."""
+        if self.kind == FIND_THE_BUG:
+            return []
         hits = []
+        with torch.no_grad():
+            want = self.call(self.reference, {k: _clone(v) for k, v in kwargs.items()})
+        if looks_like_float32(tuple(got), tuple(want)):
+            hits.append(COMPUTED_IN_FLOAT32)
         for why, variant in self.variants.items():
             try:
                 with torch.no_grad():
