@@ -918,29 +918,27 @@ def _run_measured_function(exercise: MeasuredNumberExercise, fn: Callable, what:
 
     The message says how far off the answer is, not the reference value itself.
     """
-    for case in exercise.self_check_cases(torch.Generator().manual_seed(0)):
-        try:
-            got = fn(*[_clone(arg) for arg in case.args])
-        except NotImplementedError:
-            raise AssertionError(
-                f"{exercise.name} is not implemented yet: replace "
-                "`raise NotImplementedError()` with your code"
-            ) from None
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
-        if hasattr(got, "item") and not isinstance(got, (int, float)):
-            got = got.item()
-        if isinstance(got, bool) or not isinstance(got, (int, float)):
-            raise AssertionError(f"{case.label}: {what} must be a number, got {_describe(got)}")
-        got = float(got)
-        if exercise.is_right(case.args, got):
-            continue
-        want = exercise.reference(*case.args)
-        off = (got - want) / want if math.isfinite(got) else math.inf
-        msg = (
-            f"{case.label}: {what} is {got:.4g}, {abs(off):.0%} "
-            f"{'above' if off > 0 else 'below'} the reference measurement (allowed: "
-            f"{exercise.rtol:.0%})"
-        )
-        print(f"✗ {msg}")
-        raise AssertionError(msg)
+    with self_check(exercise.name):
+        for case in exercise.self_check_cases(torch.Generator().manual_seed(0)):
+            _check_measured_case(exercise, fn, what, case)
+
+
+def _check_measured_case(exercise: MeasuredNumberExercise, fn: Callable, what: str, case) -> None:
+    got = fn(*[_clone(arg) for arg in case.args])
+    if isinstance(got, torch.Tensor) and got.numel() == 1:
+        got = got.item()
+    if hasattr(got, "item") and not isinstance(got, (int, float)):
+        got = got.item()
+    if isinstance(got, bool) or not isinstance(got, (int, float)):
+        raise AssertionError(f"{case.label}: {what} must be a number, got {_describe(got)}")
+    got = float(got)
+    if exercise.is_right(case.args, got):
+        return
+    want = exercise.reference(*case.args)
+    off = (got - want) / want if math.isfinite(got) else math.inf
+    msg = (
+        f"{case.label}: {what} is {got:.4g}, {abs(off):.0%} "
+        f"{'above' if off > 0 else 'below'} the reference measurement (allowed: "
+        f"{exercise.rtol:.0%})"
+    )
+    raise AssertionError(msg)

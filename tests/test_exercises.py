@@ -214,7 +214,6 @@ SELF_CHECKS["fixed_momentum_optimizer"] = checks.check_momentum_optimizer
 # Chapter 03: CenteredRMSprop (param groups), FixedAdagrad (find the bug), a number
 # ---------------------------------------------------------------------------------------------
 
-from functools import partial  # noqa: E402
 
 from course_lib.exercises.adaptive_rates import (  # noqa: E402
     CENTERED_RMSPROP,

@@ -200,7 +200,8 @@ FIXED_MOMENTUM_OPTIMIZER = OptimizerClassExercise(
     class_name="FixedMomentumOptimizer",
     reference=torch.optim.SGD,
     reference_name="torch.optim.SGD",
-    variants={},  # find the bug: no diagnoses (see WRONG_FIXES)
+    variants={},  # find the bug: no diagnoses
+    wrong_answers=WRONG_FIXES,
     self_check_hypers=(
         {"lr": 0.1, "momentum": 0.9, "nesterov": False},
         {"lr": 0.05, "momentum": 0.5, "nesterov": True},
