@@ -601,3 +601,31 @@ def test_chapters_00_01_solutions_full_marks_blank_exercises_zero(tmp_path, chap
         for row in csv.DictReader(f):
             totals[row["student"]] = totals.get(row["student"], 0.0) + float(row["score"])
     assert totals == {"teacher": full, "blank": 0}
+
+
+# ---------------------------------------------------------------------------------------------
+# The grader's clean image: measure exercises find everything loaded before a box exists
+# ---------------------------------------------------------------------------------------------
+
+
+def test_after_the_warm_up_a_measure_exercise_imports_nothing_new():
+    """Boxes are forked from the warmed-up image; a late import would run as the sandbox user, who
+    may not read the interpreter's own library (a Python installed under /root), and would cost
+    every submission its import time."""
+    code = (
+        "import sys\n"
+        "from course_lib.grading import harness\n"
+        "harness._T.update(harness._bind_torch())\n"
+        "harness._warm_up()\n"
+        "from course_lib.exercises import NUMBER_EXERCISES\n"
+        "before = set(sys.modules)\n"
+        "NUMBER_EXERCISES['stability_ratio'].reference(1)\n"
+        "late = sorted(m for m in set(sys.modules) - before\n"
+        "              if m.split('.')[0] in {'course_lib', 'sklearn', 'tqdm', 'joblib', 'scipy'}\n"
+        "              or m.split('.')[0] in sys.stdlib_module_names)\n"
+        "print(late)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+

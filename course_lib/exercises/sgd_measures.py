@@ -29,6 +29,7 @@ same band (``course_lib/grading/probes.py``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -92,9 +93,14 @@ SGD_NOISE_FLOOR = NumberExercise(
 
 @dataclass(frozen=True)
 class MeasuredNumberExercise(NumberExercise):
-    """A number measured by an experiment: right when within ``rtol`` of the reference."""
+    """A number measured by an experiment: right when within ``rtol`` of the reference.
+
+    ``prepare()`` imports and loads, once, what the experiment otherwise loads lazily in its first
+    call; the grader runs it before any sandbox exists (see :func:`course_lib.exercises.prepare`).
+    """
 
     rtol: float = 0.03
+    prepare: Callable[[], None] | None = None
 
     def is_right(self, args: tuple, got: float) -> bool:
         return math.isclose(got, self.reference(*args), rel_tol=self.rtol, abs_tol=0.0)
@@ -117,6 +123,18 @@ def ref_stability_ratio(seed: int) -> float:
     return threshold / (2 / lam)
 
 
+def prepare_stability_ratio() -> None:
+    """Import the experiment modules and load the digits that :func:`ref_stability_ratio` uses."""
+    import importlib
+
+    from course_lib.data import load_digits_data
+    from course_lib import optim, train  # noqa: F401
+    from course_lib.experiments import sharpness, stability  # noqa: F401
+
+    importlib.import_module("tqdm.auto")  # the training loop's progress bar, imported lazily
+    load_digits_data()
+
+
 # Seeds whose divergence boundary is a single switch on a fine scan of lr (checked in the tests):
 # there every correct bisection lands on the same learning rate.
 HIDDEN_STABILITY_SEEDS = (2, 4, 5, 6, 7)
@@ -124,6 +142,7 @@ HIDDEN_STABILITY_SEEDS = (2, 4, 5, 6, 7)
 STABILITY_RATIO = MeasuredNumberExercise(
     name="stability_ratio",
     reference=ref_stability_ratio,
+    prepare=prepare_stability_ratio,
     variants={},  # a measurement: the self-check reports how far off, the lesson explains why
     self_check_cases=lambda gen: [NumberCase("seed=1", (1,))],
     hidden_cases=lambda gen: [

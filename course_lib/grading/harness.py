@@ -946,7 +946,12 @@ def _warm_up() -> None:
             pass
     torch = _T["torch"]
     torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    _warm_up_experiments()
+    try:
+        from course_lib.exercises import prepare
+
+        prepare()  # what measure exercises load lazily (experiments, the digits)
+    except ImportError:
+        pass
     try:
         import matplotlib.pyplot as plt
     except ImportError:
@@ -959,29 +964,6 @@ def _warm_up() -> None:
     ax.set_title("warm-up")
     fig.canvas.draw()
     plt.close(fig)
-
-
-def _warm_up_experiments() -> None:
-    """Import every experiment module and load the digits once, before any box exists.
-
-    Measure exercises run real experiments (a small MLP on scikit-learn's digits), whose imports
-    happen lazily, inside the first call. Done here, they cost nothing per submission, and a
-    process sandbox whose user may not read the interpreter's own library (a Python installed
-    under ``/root``) still finds every module it needs already loaded.
-    """
-    import importlib
-    import pkgutil
-
-    try:
-        import course_lib.experiments as experiments
-        from course_lib.data import load_digits_data
-
-        for info in pkgutil.iter_modules(experiments.__path__):
-            importlib.import_module(f"{experiments.__name__}.{info.name}")
-        importlib.import_module("tqdm.auto")
-        load_digits_data()
-    except ImportError:
-        pass
 
 
 def zygote_main(control_fd: int) -> None:
