@@ -32,11 +32,16 @@ def _run(cmd, **kw):
     return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
 
 
+# what the environment must import: nbgrader, and the course with every dependency its notebooks
+# use (the solutions plot with matplotlib and measure on scikit-learn's digits)
+_NEEDED = ("nbgrader", "ipykernel", "torch", "course_lib.checks", "matplotlib", "sklearn", "tqdm")
+
+
 def _venv_works() -> bool:
     if not (BIN / "nbgrader").exists():
         return False
     probe = _run(
-        [BIN / "python", "-c", "import nbgrader, ipykernel, torch, course_lib.checks"], cwd="/"
+        [BIN / "python", "-c", f"import {', '.join(_NEEDED)}"], cwd="/"
     )
     return probe.returncode == 0
 
@@ -62,7 +67,7 @@ def _build_venv() -> None:
             res = _run([*pip, "torch"], timeout=1200)
         if res.returncode != 0:
             pytest.skip(f"cannot install torch into {VENV.name}: {res.stderr.strip()[-400:]}")
-    res = _run([*pip, "--no-deps", "-e", ROOT], timeout=600)
+    res = _run([*pip, "-e", ROOT], timeout=1200)  # with its dependencies (torch is already in)
     if res.returncode != 0 or not _venv_works():
         pytest.skip(f"cannot install the course into {VENV.name}: {res.stderr.strip()[-400:]}")
 
