@@ -853,11 +853,11 @@ def check_classify_critical_point(classify_critical_point: Callable, seed: int =
     return True
 
 
-def check_gradient_tolerance(value_or_fn, mu=None, L=None, delta=None) -> bool:
-    """Check the gradient tolerance that certifies ``‖w − w*‖ ≤ delta`` (μ-strongly convex f).
+def check_gradient_tolerance(value_or_fn, m=None, L=None, delta=None) -> bool:
+    """Check the gradient tolerance that certifies ``‖w − w*‖ ≤ delta`` (m-strongly convex f).
 
-    Pass a function ``gradient_tolerance(mu, L, delta) -> float``, or a number together with
-    the ``mu``, ``L`` and ``delta`` it was computed for.
+    Pass a function ``gradient_tolerance(m, L, delta) -> float``, or a number together with
+    the ``m``, ``L`` and ``delta`` it was computed for.
     """
     if callable(value_or_fn):
         n_cases = _run_number_function(
@@ -865,10 +865,10 @@ def check_gradient_tolerance(value_or_fn, mu=None, L=None, delta=None) -> bool:
         )
         print(f"✓ gradient_tolerance: all {n_cases} cases are right. Well done!")
         return True
-    if mu is None or L is None or delta is None:
-        raise ValueError("check_gradient_tolerance(value, mu=..., L=..., delta=...): pass all 3")
-    where, what = f"mu={mu}, L={L}, delta={delta}", "the gradient tolerance ε"
-    _check_number(GRADIENT_TOLERANCE, (mu, L, delta), value_or_fn, what, where)
+    if m is None or L is None or delta is None:
+        raise ValueError("check_gradient_tolerance(value, m=..., L=..., delta=...): pass all 3")
+    where, what = f"m={m}, L={L}, delta={delta}", "the gradient tolerance ε"
+    _check_number(GRADIENT_TOLERANCE, (m, L, delta), value_or_fn, what, where)
     print("✓ the gradient tolerance is right.")
     return True
 

@@ -523,7 +523,7 @@ def test_the_stability_seeds_have_a_single_divergence_boundary():
     "chapter, name, forbidden",
     [
         ("00_orientation", "classify_critical_point", ("eigvalsh", "> tol", "< -tol")),
-        ("00_orientation", "gradient_tolerance", ("mu * delta", "mu*delta", "μδ")),
+        ("00_orientation", "gradient_tolerance", ("m * delta", "m*delta", "mδ", "mu * delta")),
         ("01_gradient_descent", "sgd_step", ("p - lr", "lr * g", "lr·g")),
         ("01_gradient_descent", "divergence_threshold", ("2 /", "2/", "λ_max")),
         ("01_gradient_descent", "sgd_noise_floor", ("(2 -", "2 − ", "σ² /")),

@@ -53,7 +53,7 @@ def test_gd_criteria_on_a_quadratic_contract_geometrically():
     assert c.grad_norm[0] == pytest.approx(math.sqrt(1 + 16))
     # the slow coordinate shrinks by 1 − 0.1·1 = 0.9 per step and dominates late
     assert c.distance[30] / c.distance[29] == pytest.approx(0.9, rel=1e-6)
-    # strong convexity (μ = 1, L = 4) ties the criteria at every iterate
+    # strong convexity (m = 1, L = 4) ties the criteria at every iterate
     assert np.all(c.grad_norm**2 / (2 * 4) <= c.gap + 1e-15)
     assert np.all(c.gap <= c.grad_norm**2 / (2 * 1) + 1e-15)
 

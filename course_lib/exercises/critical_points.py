@@ -1,7 +1,7 @@
 r"""Chapter 00: classify a critical point from its Hessian (an *implement* exercise).
 
 ``classify_critical_point(H, tol)`` returns one of four codes for a symmetric Hessian ``H`` at a
-point where the gradient vanishes. Eigenvalues with :math:`|\lambda| \le` ``tol`` count as zero
+point where the gradient vanishes. Eigenvalues with :math:`|\lambda_i| \le` ``tol`` count as zero
 (round-off never produces an exact zero). The rule, by the signs of the eigenvalues:
 
 - all :math:`> 0` → :data:`MINIMUM` (strict local minimum);
@@ -167,7 +167,7 @@ CLASSIFY_CRITICAL_POINT = NumberExercise(
             _semidefinite_decides
         ),
         "you compared the eigenvalues with exact zero; round-off leaves values like 1e-13 where "
-        "the true eigenvalue is 0: count |λ| ≤ tol as zero": _exact_zero,
+        "the true eigenvalue is 0: count |λ_i| ≤ tol as zero": _exact_zero,
         "the determinant-and-trace test only works for 2×2 matrices: in 3-D, det > 0 and "
         "trace > 0 also hold for the eigenvalues (5, −1, −2), a saddle": _determinant_and_trace,
     },

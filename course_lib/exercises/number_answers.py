@@ -130,7 +130,7 @@ DIVERGENCE_THRESHOLD = NumberExercise(
     reference=ref_divergence_threshold,
     variants={
         "you returned 1/λ_max: the factor 2 is missing (GD on ½wᵀAw diverges when "
-        "|1 − lr·λ| > 1, i.e. lr > 2/λ)": lambda A: 1.0 / _eigenvalues(A).max().item(),
+        "|1 − lr·λ_max| > 1, i.e. lr > 2/λ_max)": lambda A: 1.0 / _eigenvalues(A).max().item(),
         "you used the smallest eigenvalue; the *largest* curvature limits the step": (
             lambda A: 2.0 / _eigenvalues(A).min().item()
         ),

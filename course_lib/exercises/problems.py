@@ -67,7 +67,7 @@ def uniform(gen: torch.Generator, low: float, high: float) -> float:
 def random_spd(
     gen: torch.Generator, n: int, min_eigenvalue: float, max_eigenvalue: float
 ) -> torch.Tensor:
-    r"""A random SPD ``n×n`` matrix :math:`A = Q\,\mathrm{diag}(\lambda)\,Q^\top`.
+    r"""A random SPD ``n×n`` matrix :math:`A = Q\,\mathrm{diag}(\lambda_1, \dots, \lambda_n)\,Q^\top`.
 
     :math:`Q` is a random rotation (QR of a Gaussian matrix) and the eigenvalues :math:`\lambda_i`
     are drawn log-uniformly from ``[min_eigenvalue, max_eigenvalue]``, so every order of

@@ -1,12 +1,13 @@
 r"""Chapter 00: when to stop. A *derive* exercise and a *find-the-bug* exercise.
 
-* ``gradient_tolerance(mu, L, delta)``: the largest tolerance :math:`\varepsilon` such that
+* ``gradient_tolerance(m, L, delta)``: the largest tolerance :math:`\varepsilon` such that
   stopping at :math:`\lVert\nabla f(w)\rVert \le \varepsilon` guarantees
-  :math:`\lVert w - w^\star\rVert \le \delta` for *every* :math:`\mu`-strongly convex,
-  :math:`L`-smooth function. Strong convexity gives
-  :math:`\langle\nabla f(w), w - w^\star\rangle \ge \mu\lVert w - w^\star\rVert^2`, hence
-  :math:`\lVert\nabla f(w)\rVert \ge \mu\lVert w - w^\star\rVert`, so
-  :math:`\varepsilon = \mu\delta`; it is the largest because :math:`f(w) = \frac\mu2\lVert w\rVert^2` attains the bound.
+  :math:`\lVert w - w^\star\rVert \le \delta` for *every* :math:`m`-strongly convex,
+  :math:`L`-smooth function (the course writes the strong-convexity constant :math:`m`, since
+  :math:`\mu` is the momentum). Strong convexity gives
+  :math:`\langle\nabla f(w), w - w^\star\rangle \ge m\lVert w - w^\star\rVert^2`, hence
+  :math:`\lVert\nabla f(w)\rVert \ge m\lVert w - w^\star\rVert`, so
+  :math:`\varepsilon = m\delta`; it is the largest because :math:`f(w) = \frac m2\lVert w\rVert^2` attains the bound.
   :math:`L` plays no part (it bounds the gradient from above, the wrong direction).
 * ``early_stopping_epoch(val_losses, patience)``: the epoch whose weights early stopping keeps.
   After every epoch ``k`` (0-based) the validation loss ``val_losses[k]`` is compared with the
@@ -31,20 +32,20 @@ from course_lib.exercises.problems import DTYPE, uniform
 # ---------------------------------------------------------------------------------------------
 
 
-def ref_gradient_tolerance(mu: float, L: float, delta: float) -> float:
-    """Largest ε with ‖∇f‖ ≤ ε ⇒ ‖w − w*‖ ≤ δ for every μ-strongly convex, L-smooth f."""
-    return mu * delta
+def ref_gradient_tolerance(m: float, L: float, delta: float) -> float:
+    """Largest ε with ‖∇f‖ ≤ ε ⇒ ‖w − w*‖ ≤ δ for every m-strongly convex, L-smooth f."""
+    return m * delta
 
 
 def _gradient_tolerance_hidden_cases(gen: torch.Generator) -> list[NumberCase]:
     cases = []
     for i in range(5):
-        mu = 10 ** uniform(gen, -3, 1)
-        L = mu * 10 ** uniform(gen, 0.5, 3)
+        m = 10 ** uniform(gen, -3, 1)
+        L = m * 10 ** uniform(gen, 0.5, 3)
         delta = 10 ** uniform(gen, -4, 0)
         cases.append(
             NumberCase(
-                f"hidden case {i + 1}: mu={mu:.4g}, L={L:.4g}, delta={delta:.3g}", (mu, L, delta)
+                f"hidden case {i + 1}: m={m:.4g}, L={L:.4g}, delta={delta:.3g}", (m, L, delta)
             )
         )
     return cases
@@ -55,19 +56,18 @@ GRADIENT_TOLERANCE = NumberExercise(
     reference=ref_gradient_tolerance,
     variants={
         "you used L: smoothness bounds the gradient from above (‖∇f‖ ≤ L‖w − w*‖), which "
-        "cannot certify that w is close; a lower bound on ‖∇f‖ needs μ": (
-            lambda mu, L, delta: L * delta
-        ),
-        "the ratio is upside down: a flatter function (smaller μ) needs a *smaller* gradient "
-        "tolerance, so ε grows with μ": lambda mu, L, delta: delta / mu,
-        "that tolerance certifies f(w) − f* ≤ δ (from f − f* ≤ ‖∇f‖²/(2μ)); the question asks "
-        "for the distance ‖w − w*‖ ≤ δ": lambda mu, L, delta: math.sqrt(2 * mu * delta),
-        "μδ/2 is safe but not the largest: strong convexity gives ‖∇f(w)‖ ≥ μ‖w − w*‖ directly, "
-        "and f(w) = μ‖w‖²/2 shows nothing larger works": lambda mu, L, delta: mu * delta / 2,
+        "cannot certify that w is close; a lower bound on ‖∇f‖ needs the strong-convexity "
+        "constant m": (lambda m, L, delta: L * delta),
+        "the ratio is upside down: a flatter function (smaller m) needs a *smaller* gradient "
+        "tolerance, so ε grows with m": lambda m, L, delta: delta / m,
+        "that tolerance certifies f(w) − f* ≤ δ (from f − f* ≤ ‖∇f‖²/(2m)); the question asks "
+        "for the distance ‖w − w*‖ ≤ δ": lambda m, L, delta: math.sqrt(2 * m * delta),
+        "mδ/2 is safe but not the largest: strong convexity gives ‖∇f(w)‖ ≥ m‖w − w*‖ directly, "
+        "and f(w) = m‖w‖²/2 shows nothing larger works": lambda m, L, delta: m * delta / 2,
     },
     self_check_cases=lambda gen: [
-        NumberCase(f"mu={mu}, L={L}, delta={delta}", (mu, L, delta))
-        for mu, L, delta in ((1.0, 10.0, 0.1), (0.01, 5.0, 1e-3), (2.0, 2.0, 0.5), (0.3, 30.0, 2.0))
+        NumberCase(f"m={m}, L={L}, delta={delta}", (m, L, delta))
+        for m, L, delta in ((1.0, 10.0, 0.1), (0.01, 5.0, 1e-3), (2.0, 2.0, 0.5), (0.3, 30.0, 2.0))
     ],
     hidden_cases=_gradient_tolerance_hidden_cases,
 )

@@ -38,15 +38,16 @@ for a 3.3× drop, :math:`8.1/(1-\beta_2)` for a 100× drop — the memory :math:
 a logarithm of the drop. :func:`measured_readaptation` runs Adam to check it.
 
 **Under noise** (:func:`noisy_gradients`, :func:`signed_steps`). For i.i.d. gradients with mean
-:math:`\mu` and standard deviation :math:`\sigma`, :math:`\hat m` averages to :math:`\mu` and
-:math:`\hat v` (a long average) to :math:`\mu^2+\sigma^2`, so the mean step is
+:math:`\bar g` and standard deviation :math:`\sigma`, :math:`\hat m` averages to :math:`\bar g` and
+:math:`\hat v` (a long average) to :math:`\bar g^2+\sigma^2`, so the mean step is
 
-.. math:: \eta\,\frac{\mu}{\sqrt{\mu^2+\sigma^2}}
-          = \eta\,\frac{\mathrm{SNR}}{\sqrt{1+\mathrm{SNR}^2}}\,\mathrm{sign}(\mu),
-          \qquad \mathrm{SNR} = |\mu|/\sigma :
+.. math:: \eta\,\frac{\bar g}{\sqrt{\bar g^2+\sigma^2}}
+          = \eta\,\frac{\mathrm{SNR}}{\sqrt{1+\mathrm{SNR}^2}}\,\mathrm{sign}(\bar g),
+          \qquad \mathrm{SNR} = |\bar g|/\sigma :
 
-:math:`\eta\,\mathrm{sign}(\mu)` for clean gradients (sign descent), :math:`\eta\cdot\mathrm{SNR}`
-for noisy ones. The step measures the gradient's signal-to-noise ratio, not the curvature.
+:math:`\eta\,\mathrm{sign}(\bar g)` for clean gradients (sign descent),
+:math:`\eta\cdot\mathrm{SNR}` for noisy ones. The step measures the gradient's
+signal-to-noise ratio, not the curvature.
 
 Everything is float64 and seeded.
 """

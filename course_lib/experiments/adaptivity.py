@@ -117,8 +117,9 @@ class EMASimulation:
     r"""Monte-Carlo estimate of :math:`\mathbb E[v_t]` for a zero-initialised EMA.
 
     ``t`` (1-based steps), ``mean`` and ``sem`` (its standard error) over ``runs`` independent
-    runs, the exact ``expected`` value :math:`(1-\beta^t)\,\mu` and the stationary target
-    :math:`\mu` (:math:`\mathbb E[g^2]` for the second moment, :math:`\mathbb E[g]` for the first).
+    runs, the exact ``expected`` value :math:`(1-\beta^t)\,\mathbb E[x]` and the stationary
+    target :math:`\mathbb E[x]` (:math:`x = g^2` for the second moment, :math:`x = g` for the
+    first).
     """
 
     beta: float

@@ -2,19 +2,19 @@ r"""When to stop, and how fast (stochastic) gradient descent gets there (chapter
 
 Three numbers measure how far an iterate :math:`w_k` is from done: the distance to the optimum
 :math:`\lVert w_k - w^\star\rVert`, the suboptimality :math:`f(w_k) - f^\star` and the gradient
-norm :math:`\lVert\nabla f(w_k)\rVert`. On a :math:`\mu`-strongly convex, :math:`L`-smooth
+norm :math:`\lVert\nabla f(w_k)\rVert`. On an :math:`m`-strongly convex, :math:`L`-smooth
 function they are tied by fixed constants,
 
 .. math::
 
-    \tfrac{\mu}{2}\lVert w-w^\star\rVert^2 \le f(w)-f^\star
+    \tfrac{m}{2}\lVert w-w^\star\rVert^2 \le f(w)-f^\star
     \le \tfrac{L}{2}\lVert w-w^\star\rVert^2,
     \qquad
     \tfrac{1}{2L}\lVert\nabla f(w)\rVert^2 \le f(w)-f^\star
-    \le \tfrac{1}{2\mu}\lVert\nabla f(w)\rVert^2,
+    \le \tfrac{1}{2m}\lVert\nabla f(w)\rVert^2,
 
 so a small gradient certifies a small distance and a small gap. Without strong convexity
-(:math:`\mu = 0`) only the upper bounds by :math:`L` survive, and the three can shrink at
+(:math:`m = 0`) only the upper bounds by :math:`L` survive, and the three can shrink at
 different rates: on :math:`f(w) = w^4` gradient descent has :math:`|w_k| \propto k^{-1/2}`,
 :math:`f(w_k) \propto k^{-2}` and :math:`|f'(w_k)|^2 \propto k^{-3}`.
 

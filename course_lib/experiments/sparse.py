@@ -171,7 +171,8 @@ def sparse_logistic_objective(
     epochs of mini-batch steps (batch order seeded by ``seed``) and returns
     :math:`f(w_T) - f^\star` (NaN if the run diverged). ``scheduler`` (optional factory
     ``optimizer -> LRScheduler``) is applied to every run, e.g. the :math:`\alpha/\sqrt t` decay
-    of the Adam paper's convex experiments.
+    of the Adam paper's convex experiments (the paper's :math:`\alpha` is the course's
+    :math:`\eta`, ``lr``).
     """
     cache: dict[int, SparseLogistic] = {}
 

@@ -12,6 +12,8 @@ Defaults are those of the authors' code (``mmahesh/variants-of-rmsprop-and-adagr
 :math:`\xi_1 = \xi_2 = 0.1`. Every step counter :math:`t` is per parameter (as ``torch.optim``):
 it counts the gradients *this* parameter has received, so a parameter skipped on some steps
 (``None`` grad) still has :math:`t\,v_t = \sum g^2` and the AdaGrad identity holds for it too.
+The paper writes the learning rate as :math:`\alpha`; here, as everywhere in the course, it is
+:math:`\eta` (``lr``).
 """
 
 from __future__ import annotations
@@ -28,17 +30,17 @@ def _check_gamma(gamma: float) -> None:
 
 
 class OnlineRMSprop(BlockOptimizer):
-    r"""RMSprop with :math:`\beta_t = 1-\gamma/t` and :math:`\alpha_t = \alpha/\sqrt t`,
+    r"""RMSprop with :math:`\beta_t = 1-\gamma/t` and :math:`\eta_t = \eta/\sqrt t`,
     :math:`\epsilon_t = \delta/\sqrt t` (Mukkamala & Hein 2017, Algorithm 3).
 
     .. math::
         g &\leftarrow g + \lambda w \quad\text{(L2, only if weight\_decay > 0)} \\
         v_t &= \big(1 - \tfrac{\gamma}{t}\big)\, v_{t-1} + \tfrac{\gamma}{t}\, g^2 \\
-        w &\leftarrow w - \frac{\alpha}{\sqrt t}\,\frac{g}{\sqrt{v_t} + \delta/\sqrt t}
-           = w - \alpha\, \frac{g}{\sqrt{t\, v_t} + \delta}
+        w &\leftarrow w - \frac{\eta}{\sqrt t}\,\frac{g}{\sqrt{v_t} + \delta/\sqrt t}
+           = w - \eta\, \frac{g}{\sqrt{t\, v_t} + \delta}
 
     **AdaGrad identity.** For :math:`\gamma = 1`, :math:`t v_t = \sum_{s\le t} g_s^2`, so the
-    step is AdaGrad's :math:`\alpha\, g / (\sqrt{\sum g^2} + \delta)`: ``OnlineRMSprop(lr=a,
+    step is AdaGrad's :math:`\eta\, g / (\sqrt{\sum g^2} + \delta)`: ``OnlineRMSprop(lr=a,
     gamma=1, delta=d)`` follows the trajectory of ``torch.optim.Adagrad(lr=a, eps=d)``.
     """
 
@@ -74,7 +76,7 @@ class SCAdagrad(BlockOptimizer):
 
     .. math::
         v_t &= v_{t-1} + g^2 \\
-        w &\leftarrow w - \alpha\, \frac{g}{v_t + \delta_t}, \qquad
+        w &\leftarrow w - \eta\, \frac{g}{v_t + \delta_t}, \qquad
             \delta_t = \xi_2\, e^{-\xi_1 v_t}
 
     No square root: the effective lr decays like :math:`1/t` (not :math:`1/\sqrt t`), the rate
@@ -109,12 +111,12 @@ class SCAdagrad(BlockOptimizer):
 
 class SCRMSprop(BlockOptimizer):
     r"""SC-RMSprop (Mukkamala & Hein 2017, Algorithm 4): :math:`\beta_t = 1-\gamma/t`,
-    step :math:`\alpha/t`, no square root.
+    step :math:`\eta/t`, no square root.
 
     .. math::
         v_t &= \big(1 - \tfrac{\gamma}{t}\big)\, v_{t-1} + \tfrac{\gamma}{t}\, g^2 \\
-        w &\leftarrow w - \frac{\alpha}{t}\,\frac{g}{v_t + \delta_t / t}
-           = w - \alpha\, \frac{g}{t\, v_t + \delta_t}, \qquad
+        w &\leftarrow w - \frac{\eta}{t}\,\frac{g}{v_t + \delta_t / t}
+           = w - \eta\, \frac{g}{t\, v_t + \delta_t}, \qquad
            \delta_t = \xi_2\, e^{-\xi_1 t v_t}
 
     **SC-AdaGrad identity.** For :math:`\gamma = 1`, :math:`t v_t = \sum g^2` and the step is

@@ -44,15 +44,15 @@ def online_ema_sq(
 def online_rms_direction(
     grads: list[Tensor], v: list[Tensor], steps: list[int], delta: float
 ) -> list[Tensor]:
-    r"""The online RMSprop step (Mukkamala & Hein, Algorithm 3) with :math:`\alpha` factored out.
+    r"""The online RMSprop step (Mukkamala & Hein, Algorithm 3) with :math:`\eta` factored out.
 
-    The paper uses a decaying step :math:`\alpha_t = \alpha/\sqrt t` and damping
-    :math:`\epsilon_t = \delta/\sqrt t`:
+    The paper uses a decaying step :math:`\eta_t = \eta/\sqrt t` (it writes :math:`\alpha` for
+    the course's :math:`\eta`) and damping :math:`\epsilon_t = \delta/\sqrt t`:
 
     .. math::
-        \alpha_t\,\frac{g}{\sqrt{v_t} + \epsilon_t} = \alpha\,\frac{g}{\sqrt{t\, v_t} + \delta},
+        \eta_t\,\frac{g}{\sqrt{v_t} + \epsilon_t} = \eta\,\frac{g}{\sqrt{t\, v_t} + \delta},
 
-    which is what is returned divided by :math:`\alpha` (use ``apply_update(params, d, alpha)``).
+    which is what is returned divided by :math:`\eta` (use ``apply_update(params, d, lr)``).
     For :math:`\gamma = 1`, :math:`t v_t = \sum_s g_s^2` and this is AdaGrad's step with
     :math:`\epsilon = \delta` outside the root, exactly as ``torch.optim.Adagrad``.
     """
@@ -66,7 +66,7 @@ def sc_direction(
 
     No square root: for strongly convex losses dividing by the accumulated squares themselves gives
     :math:`O(\log T)` regret (Mukkamala & Hein, 2017). :math:`s` is the sum of squared gradients:
-    :math:`v_t` for SC-AdaGrad, :math:`t\, v_t` for SC-RMSprop (then :math:`\frac{\alpha}{t}\cdot
+    :math:`v_t` for SC-AdaGrad, :math:`t\, v_t` for SC-RMSprop (then :math:`\frac{\eta}{t}\cdot
     \frac{g}{v_t + \delta_t/t}` is the same step). The damping :math:`\delta` is large while
     :math:`s` is small and vanishes as it grows, as in the authors' code
     (``mmahesh/variants-of-rmsprop-and-adagrad``). Returns new tensors.
