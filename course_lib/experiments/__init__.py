@@ -13,6 +13,10 @@ here does one such measurement, with the method written out in its docstring, an
 - ``sharpness``   the top Hessian eigenvalue and the Hessian trace
 - ``convergence`` stopping criteria, gradient norms during training, SGD's O(1/√T) guarantee
 - ``tuning``      update-to-weight ratios over a learning-rate sweep; grid vs random search
+- ``momentum``    heavy ball and Nesterov per eigen-direction, worst-case tuning, Lessard's cycle
+- ``regret``      online gradient descent's regret against the best fixed point in hindsight
+- ``adam_steps``  Adam's uncorrected step, restarts after silence, re-adaptation, step vs SNR
+- ``adam_scaling`` rotated quadratics, diagonal Newton, Hessian vs empirical Fisher
 
 Import the module you need (``from course_lib.experiments.stability import bisect_threshold``);
 importing this package imports none of them.
