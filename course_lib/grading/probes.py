@@ -123,7 +123,12 @@ def rule_probe(rule_name: str, target: str | None = None) -> Probe:
 
 
 def number_probe(exercise: NumberExercise) -> Probe:
-    """A probe for a function returning a number (:data:`course_lib.exercises.NUMBER_EXERCISES`)."""
+    """A probe for a function returning a number (:data:`course_lib.exercises.NUMBER_EXERCISES`).
+
+    Exact answers use :data:`NUMBER_RTOL`; an exercise that declares ``rtol`` (a measurement) is
+    compared within that relative band.
+    """
+    band = getattr(exercise, "rtol", None)
 
     def cases(gen: torch.Generator) -> list[dict]:
         return [
@@ -144,8 +149,9 @@ def number_probe(exercise: NumberExercise) -> Probe:
         cases=cases,
         what=f"function `{exercise.name}`",
         diagnose=diagnose,
-        rtol=NUMBER_RTOL,
-        atol=NUMBER_ATOL,
+        # a measured number (e.g. a bisection on a real network) is right within its own band
+        rtol=NUMBER_RTOL if band is None else band,
+        atol=NUMBER_ATOL if band is None else 0.0,
     )
 
 
@@ -299,17 +305,3 @@ def _output_name(probe: Probe, i: int) -> str:
     if probe.runner == "optimizer_class":
         return "the parameter trajectory"
     return "the result"
-
-
-# ---------------------------------------------------------------------------------------------
-# Chapters 00-01 (issue #12): a measured number is compared within its exercise's band
-# ---------------------------------------------------------------------------------------------
-# An exercise whose answer comes from an experiment (e.g. ``stability_ratio``, a bisection on a
-# real network) declares a relative tolerance ``rtol``; its probe uses that band instead of the
-# exact-number tolerance.
-
-import dataclasses  # noqa: E402
-
-for _name, _exercise in NUMBER_EXERCISES.items():
-    if getattr(_exercise, "rtol", None) is not None:
-        PROBES[_name] = dataclasses.replace(PROBES[_name], rtol=_exercise.rtol, atol=0.0)
