@@ -59,10 +59,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
+from course_lib.experiments.adaptivity import signed_steps
 from course_lib.optim import Adam
-from course_lib.train import make_optimizer
 
 __all__ = [
     "measured_readaptation",
@@ -74,8 +73,6 @@ __all__ = [
     "uncorrected_factor",
     "uncorrected_peak",
 ]
-
-DTYPE = torch.float64
 
 
 def _check_betas(beta1: float, beta2: float) -> None:
@@ -105,33 +102,6 @@ def uncorrected_peak(beta1: float, beta2: float) -> tuple[int, float]:
     factor = uncorrected_factor(beta1, beta2, horizon)
     k = int(np.argmax(factor))
     return k + 1, float(factor[k])
-
-
-def signed_steps(
-    optimizer: Any, grads: Sequence | np.ndarray, **optimizer_kwargs: Any
-) -> np.ndarray:
-    r"""Feed ``optimizer`` the gradients ``grads`` (shape ``(T,)`` or ``(T, d)``) and return the
-    signed steps :math:`w_{t-1} - w_t` (positive: a move against a positive gradient).
-
-    The gradient of step :math:`t` is *set* (there is no loss): the sequence is the experiment.
-    ``optimizer`` is a class plus ``**optimizer_kwargs`` or a factory ``params -> optimizer``.
-    """
-    g_all = torch.as_tensor(np.asarray(grads, dtype=float), dtype=DTYPE)
-    if g_all.ndim not in (1, 2) or g_all.shape[0] < 1:
-        raise ValueError(f"grads must have shape (T,) or (T, d), got {tuple(g_all.shape)}")
-    squeeze = g_all.ndim == 1
-    if squeeze:
-        g_all = g_all[:, None]
-    w = torch.zeros(g_all.shape[1], dtype=DTYPE, requires_grad=True)
-    opt = make_optimizer(optimizer, [w], **optimizer_kwargs)
-    points = torch.empty(g_all.shape[0] + 1, g_all.shape[1], dtype=DTYPE)
-    points[0] = w.detach()
-    for t in range(g_all.shape[0]):
-        w.grad = g_all[t].clone()
-        opt.step()
-        points[t + 1] = w.detach()
-    steps = (points[:-1] - points[1:]).numpy()
-    return steps[:, 0] if squeeze else steps
 
 
 def restart_factor(beta1: float, beta2: float, silence: int, steps: int) -> np.ndarray:

@@ -31,6 +31,7 @@ import torch
 from course_lib.train import make_optimizer
 
 __all__ = [
+    "signed_steps",
     "EMASimulation",
     "average_weights",
     "effective_lrs",
@@ -68,25 +69,22 @@ def spike_gradients(
     return g
 
 
-def effective_lrs(
+def signed_steps(
     optimizer: Any,
     grads: Sequence[float] | np.ndarray,
     *,
     scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
     **optimizer_kwargs: Any,
 ) -> np.ndarray:
-    r"""Run ``optimizer`` on a parameter fed the gradients ``grads``; return :math:`|\Delta w|/|g|`.
+    r"""Feed ``optimizer`` the gradients ``grads``; return its signed steps :math:`w_{t-1} - w_t`.
 
     ``grads`` has shape ``(T,)`` (one coordinate) or ``(T, d)`` (``d`` coordinates stepped
     together). At step ``t`` the parameter's gradient is *set* to ``grads[t]`` (there is no loss:
-    the gradient sequence is the experiment), the optimizer steps, and the effective learning
-    rate :math:`|w_{t+1} - w_t| / |g_t|` is recorded (NaN where :math:`g_t = 0`). ``optimizer`` is a
-    class plus ``**optimizer_kwargs`` or a factory ``params -> optimizer`` (as everywhere in the
-    course); ``scheduler`` an optional factory ``optimizer -> LRScheduler``, stepped after every
-    step. Returns an array of the shape of ``grads``.
-
-    For SGD the result is the learning rate itself; for AdaGrad on a constant gradient it is
-    :math:`\eta/\sqrt t`; for Adam on a constant gradient it is :math:`\eta/|g|`.
+    the gradient sequence is the experiment) and the optimizer steps. A step is positive when it
+    moves against a positive gradient. ``optimizer`` is a class plus ``**optimizer_kwargs`` or a
+    factory ``params -> optimizer`` (as everywhere in the course); ``scheduler`` an optional
+    factory ``optimizer -> LRScheduler``, stepped after every step. Returns an array of the shape
+    of ``grads``.
     """
     g_all = torch.as_tensor(np.asarray(grads, dtype=float), dtype=DTYPE)
     if g_all.ndim not in (1, 2) or g_all.shape[0] < 1:
@@ -105,11 +103,30 @@ def effective_lrs(
         if sched is not None:
             sched.step()
         points[t + 1] = w.detach()
-    dw = (points[1:] - points[:-1]).abs().numpy()
-    g_abs = g_all.abs().numpy()
+    steps = (points[:-1] - points[1:]).numpy()
+    return steps[:, 0] if squeeze else steps
+
+
+def effective_lrs(
+    optimizer: Any,
+    grads: Sequence[float] | np.ndarray,
+    *,
+    scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+    **optimizer_kwargs: Any,
+) -> np.ndarray:
+    r"""Run ``optimizer`` on a parameter fed the gradients ``grads``; return :math:`|\Delta w|/|g|`.
+
+    The steps are :func:`signed_steps` (same arguments); the effective learning rate of step
+    ``t`` is :math:`|w_{t+1} - w_t| / |g_t|` (NaN where :math:`g_t = 0`). Returns an array of the
+    shape of ``grads``.
+
+    For SGD the result is the learning rate itself; for AdaGrad on a constant gradient it is
+    :math:`\eta/\sqrt t`; for Adam on a constant gradient it is :math:`\eta/|g|`.
+    """
+    dw = np.abs(signed_steps(optimizer, grads, scheduler=scheduler, **optimizer_kwargs))
+    g_abs = np.abs(np.asarray(grads, dtype=float))
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(g_abs != 0, dw / g_abs, np.nan)
-    return out[:, 0] if squeeze else out
+        return np.where(g_abs != 0, dw / g_abs, np.nan)
 
 
 @dataclass
