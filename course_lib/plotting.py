@@ -49,6 +49,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from course_lib.landscapes import Landscape, Trajectory, get_landscape
+from course_lib.train import format_value
 
 __all__ = [
     "MIN_DPI",
@@ -96,17 +97,6 @@ def run_label(run: Any) -> str:
     return f"{label} — {ending}" if ending else label
 
 
-def _fmt(value: Any) -> str:
-    """A hyperparameter value as in :func:`course_lib.train.optimizer_label`."""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (tuple, list)):
-        return "(" + ", ".join(_fmt(v) for v in value) + ")"
-    return str(value)
-
-
 def _short_ending(run: Any) -> str:
     if getattr(run, "diverged", False):
         return f"diverged at step {run.diverged_at}"
@@ -142,7 +132,7 @@ def short_labels(runs: Sequence[Any]) -> tuple[list[str], list[str]]:
         hps = [runs[i].hyperparameters for i in members]
         keys = list(dict.fromkeys(k for hp in hps for k in hp))
         common = [k for k in keys if all(k in hp and hp[k] == hps[0][k] for hp in hps)]
-        shared = f"{cls}(" + ", ".join(f"{k}={_fmt(hps[0][k])}" for k in common) + ")"
+        shared = f"{cls}(" + ", ".join(f"{k}={format_value(hps[0][k])}" for k in common) + ")"
         if len(members) == 1:
             i = members[0]
             if not runs[i].named:
@@ -151,7 +141,7 @@ def short_labels(runs: Sequence[Any]) -> tuple[list[str], list[str]]:
             continue
         parts = []
         for i, hp in zip(members, hps):
-            diffs = [f"{k}={_fmt(hp[k])}" for k in keys if k not in common and k in hp]
+            diffs = [f"{k}={format_value(hp[k])}" for k in keys if k not in common and k in hp]
             if not runs[i].named:
                 names[i] = f"{cls} ({', '.join(diffs)})" if diffs else cls
             elif diffs and not all(d in names[i] for d in diffs):

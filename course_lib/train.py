@@ -34,6 +34,7 @@ from torch import nn
 
 __all__ = [
     "History",
+    "format_value",
     "evaluate",
     "make_mlp",
     "make_optimizer",
@@ -111,13 +112,14 @@ def optimizer_hyperparameters(optimizer: torch.optim.Optimizer) -> dict[str, Any
     return out
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A hyperparameter value as labels show it: floats to 4 significant digits, tuples in ()."""
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (tuple, list)):
-        inner = ", ".join(_fmt(v) for v in value)
+        inner = ", ".join(format_value(v) for v in value)
         return f"({inner})"
     return str(value)
 
@@ -126,7 +128,7 @@ def optimizer_label(optimizer: torch.optim.Optimizer, exclude: Iterable[str] = (
     """``"Adam(lr=0.1, betas=(0.9, 0.999), eps=1e-08, weight_decay=0)"``: name + hyperparameters."""
     hp = optimizer_hyperparameters(optimizer)
     skip = set(exclude)
-    body = ", ".join(f"{k}={_fmt(v)}" for k, v in hp.items() if k not in skip)
+    body = ", ".join(f"{k}={format_value(v)}" for k, v in hp.items() if k not in skip)
     return f"{type(optimizer).__name__}({body})"
 
 
