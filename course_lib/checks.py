@@ -942,3 +942,30 @@ def _check_measured_case(exercise: MeasuredNumberExercise, fn: Callable, what: s
         f"{exercise.rtol:.0%})"
     )
     raise AssertionError(msg)
+
+
+# --- chapter 05 ----------------------------------------------------------------------------------
+# decay_half_life (compute) and the AdamW bug hunt; adamw_step's check is check_adamw_step above.
+
+
+def check_decay_half_life(decay_half_life: Callable, seed: int = 0) -> bool:
+    """Check ``decay_half_life(lr, weight_decay, v_hat, eps, decoupled) -> int``: the steps after
+    which weight decay alone has halved a weight, under AdamW or under Adam + L2."""
+    from course_lib.exercises.weight_decay import DECAY_HALF_LIFE
+
+    what = "decay_half_life(lr, weight_decay, v_hat, eps, decoupled)"
+    n_cases = _run_number_function(DECAY_HALF_LIFE, decay_half_life, what, seed)
+    print(f"✓ decay_half_life: all {n_cases} cases match. Well done!")
+    return True
+
+
+def check_adamw_bug_hunt(cls, seed: int = 0) -> bool:
+    """Check a repaired AdamW class ``cls(params, lr, betas, eps, weight_decay)`` against
+    ``torch.optim.AdamW``: says on which quadratic and after which step it differs, never what
+    the bug is."""
+    from course_lib.exercises.weight_decay import ADAMW_BUG_HUNT
+
+    return _check_optimizer_class(ADAMW_BUG_HUNT, cls, seed)
+
+
+__all__ += ["check_adamw_bug_hunt", "check_decay_half_life"]

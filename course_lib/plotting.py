@@ -985,3 +985,100 @@ def plot_fisher_vs_hessian(
 
 
 __all__ += ["plot_fisher_vs_hessian", "plot_step_factors", "plot_step_vs_snr", "plot_sweep"]
+
+
+# --- chapter 05 ---------------------------------------------------------------------------------
+
+
+def plot_lr_wd_grids(
+    grids: Sequence[Any],
+    metric: str = "test_loss",
+    *,
+    vmax: float | None = None,
+    cell_text: bool = True,
+    ncols: int = 2,
+    panel_size: tuple[float, float] = (4.3, 3.3),
+):
+    """Side-by-side lr × wd heat-maps with one shared, logarithmic colour scale.
+
+    ``grids`` are :class:`course_lib.experiments.weight_decay.GridResult` (anything with
+    ``lrs``, ``wds``, ``label`` and ``mean(metric)``). Rows: learning rate, columns: weight
+    decay; the best cell of each panel is outlined and starred, each row's best cell gets a dot,
+    and a diverged cell (NaN) is drawn hatched grey with "div." — never coloured from a NaN.
+    ``vmax`` caps the colour scale (values above it get the top colour; default: the largest
+    finite value). Returns ``(fig, axes)``.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+    from matplotlib.patches import Rectangle
+
+    means = [np.asarray(g.mean(metric), dtype=float) for g in grids]
+    finite = np.concatenate([m[np.isfinite(m)] for m in means])
+    lo = float(finite.min())
+    hi = float(finite.max()) if vmax is None else float(vmax)
+    norm = LogNorm(vmin=lo, vmax=max(hi, lo * 1.01))
+    nrows = int(np.ceil(len(grids) / ncols))
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(panel_size[0] * ncols + 1.0, panel_size[1] * nrows),
+        dpi=MIN_DPI, squeeze=False, constrained_layout=True,
+    )  # fmt: skip
+    image = None
+    for ax, grid, m in zip(axes.flat, grids, means):
+        shown = np.ma.masked_invalid(np.minimum(m, hi))
+        image = ax.imshow(shown, cmap="viridis_r", norm=norm, origin="lower", aspect="auto")
+        ax.set_facecolor("0.85")
+        rows, cols = m.shape
+        for i in range(rows):
+            row = m[i]
+            if np.isfinite(row).any():
+                j = int(np.nanargmin(row))
+                ax.plot(j, i, "o", ms=4, color="white", mec="black", mew=0.6)
+            for j in range(cols):
+                if not np.isfinite(m[i, j]):
+                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="//",
+                                           color="0.4", lw=0))  # fmt: skip
+                    ax.text(j, i, "div.", ha="center", va="center", fontsize=MIN_FONT_PT)
+                elif cell_text:
+                    dark = norm(min(m[i, j], hi)) > 0.55
+                    text = f"{m[i, j]:.3g}" if m[i, j] < 100 else f"{m[i, j]:.0e}"
+                    ax.text(j, i + 0.27, text, ha="center", va="center",
+                            fontsize=MIN_FONT_PT - 0.5, color="white" if dark else "black")
+        bi, bj = np.unravel_index(np.nanargmin(m), m.shape)
+        ax.add_patch(Rectangle((bj - 0.5, bi - 0.5), 1, 1, fill=False, ec="red", lw=2))
+        ax.plot(bj, bi, "*", ms=13, color="red", mec="white", mew=0.8)
+        ax.set_xticks(range(cols), [f"{w:g}" for w in grid.wds])
+        ax.set_yticks(range(rows), [f"{lr:g}" for lr in grid.lrs])
+        ax.set_xlabel("weight_decay λ (PyTorch convention)")
+        ax.set_ylabel("learning rate η")
+        ax.set_title(grid.label, fontsize=MIN_FONT_PT + 1)
+    for ax in list(axes.flat)[len(grids):]:
+        ax.set_visible(False)
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes, shrink=0.9)
+        bar.set_label(f"{metric.replace('_', ' ')}, mean over seeds (log scale)")
+    return fig, axes
+
+
+def plot_effective_decay(decays: Mapping[str, np.ndarray], adamw: float, *, ax=None):
+    """Histogram of the per-step decay of every coordinate under Adam + L2, one row per group of
+    parameters (``decays``: label → array), with AdamW's single value as a dashed line.
+    Log x-axis. Returns ``(fig, ax)``."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8.0, 3.6), dpi=MIN_DPI)
+    else:
+        fig = ax.figure
+    values = np.concatenate([np.asarray(v, float).ravel() for v in decays.values()])
+    bins = np.logspace(np.log10(min(values.min(), adamw)) - 0.1,
+                       np.log10(max(values.max(), adamw)) + 0.1, 50)  # fmt: skip
+    for k, (label, v) in enumerate(decays.items()):
+        ax.hist(np.asarray(v, float).ravel(), bins=bins, histtype="step", lw=1.6,
+                color=f"C{k}", label=f"Adam + L2, {label}")  # fmt: skip
+    ax.axvline(adamw, color="black", ls="--", lw=1.4, label="AdamW, every coordinate: ηλ")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("decay per step d = ηλ/(√v̂ + ε) (fraction of the weight, log scale)")
+    ax.set_ylabel("number of coordinates (log)")
+    add_legend(ax, "right")
+    return fig, ax

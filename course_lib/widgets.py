@@ -806,3 +806,126 @@ class BiasCorrectionExplorer(_Explorer):
             f"{d['correction2'][0]:.3g} (v); update {d['update_corrected'][0]:.3g} with vs "
             f"{d['update_uncorrected'][0]:.3g} without correction"
         )
+
+
+# --- chapter 05 ---------------------------------------------------------------------------------
+# Weight decay vs L2 in Adam: the per-coordinate decay each form applies, as a function of v̂.
+
+
+def weight_decay_static(
+    lr: float = 1e-3,
+    weight_decay: float = 0.1,
+    eps: float = 1e-8,
+    steps: int = 1000,
+    sqrt_v_hat: Sequence[float] | None = None,
+    *,
+    fig: Figure | None = None,
+) -> tuple[Figure, dict[str, np.ndarray]]:
+    r"""Per-step decay of each coordinate under Adam + L2 and AdamW, and what is left after
+    ``steps`` steps of decay alone.
+
+    Adam + L2 (``torch.optim.Adam(weight_decay=λ)``) adds :math:`\lambda w` to the gradient, so
+    the decay part of its step (with :math:`\beta_1 = 0` and :math:`\hat v` held fixed) is
+    :math:`d = \eta\lambda/(\sqrt{\hat v}+\epsilon)`; AdamW's is :math:`d = \eta\lambda` for
+    every coordinate. After :math:`k` steps a weight keeps :math:`(1-d)^k` of its size. Where
+    :math:`d > 2` the decay term alone flips the sign and grows the weight (:math:`|1-d| > 1`):
+    those coordinates are reported as diverged, not drawn. ``sqrt_v_hat`` defaults to
+    :math:`10^{-5}\dots1`, the range of :math:`\sqrt{\hat v}` in the lesson's MLP.
+    """
+    if lr <= 0 or weight_decay < 0 or eps < 0:
+        raise ValueError(f"need lr > 0, weight_decay ≥ 0, eps ≥ 0; got {lr}, {weight_decay}, {eps}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    s = np.logspace(-5, 0, 300) if sqrt_v_hat is None else np.asarray(sqrt_v_hat, dtype=float)
+    decay_l2 = lr * weight_decay / (s + eps)
+    decay_w = np.full_like(s, lr * weight_decay)
+    diverged = np.abs(1 - decay_l2) > 1
+    with np.errstate(over="ignore"):
+        left_l2 = np.where(diverged, np.nan, np.abs(1 - decay_l2) ** steps)
+    left_w = np.abs(1 - decay_w) ** steps
+    data = {
+        "sqrt_v_hat": s,
+        "decay_l2": decay_l2,
+        "decay_adamw": decay_w,
+        "left_l2": left_l2,
+        "left_adamw": left_w,
+        "diverged": diverged,
+    }
+    fig = _new_figure(fig, (11.0, 4.2))
+    ax1 = fig.add_subplot(1, 2, 1)
+    ax2 = fig.add_subplot(1, 2, 2)
+    ax1.loglog(s, decay_l2, color="C3", label="Adam + L2: ηλ/(√v̂ + ε)")
+    ax1.loglog(s, decay_w, color="C0", ls="--", label="AdamW: ηλ")
+    ax1.axhline(1.0, color="0.5", lw=0.8, ls=":")
+    ax1.text(s[-1], 1.0, "d = 1 ", ha="right", va="bottom", fontsize=MIN_FONT_PT, color="0.4")
+    ax1.set_xlabel("√v̂ of the coordinate (gradient scale, log)")
+    ax1.set_ylabel("decay per step d (fraction of w, log)")
+    ax1.set_title("decay per step", fontsize=MIN_FONT_PT + 1)
+    add_legend(ax1, "below")
+    ax2.semilogx(s, left_l2, color="C3", label="Adam + L2")
+    ax2.semilogx(s, left_w, color="C0", ls="--", label="AdamW")
+    ax2.set_ylim(-0.03, 1.05)
+    ax2.set_xlabel("√v̂ of the coordinate (gradient scale, log)")
+    ax2.set_ylabel(f"|w| left after {steps} steps (fraction)")
+    ax2.set_title(f"decay alone, {steps} steps", fontsize=MIN_FONT_PT + 1)
+    if diverged.any():
+        edge = s[diverged].max()
+        ax2.axvspan(s.min(), edge, color="C3", alpha=0.12, lw=0)
+        ax2.text(
+            edge, 0.5, " diverged:\n d > 2 flips\n and grows w", color="C3",
+            fontsize=MIN_FONT_PT, ha="left", va="center",
+        )  # fmt: skip
+    add_legend(ax2, "below")
+    fig.suptitle(
+        f"η = {lr:.3g}, λ = {weight_decay:.3g}, ε = {eps:.0e} (β1 = 0, v̂ held fixed)",
+        fontsize=MIN_FONT_PT + 1,
+    )
+    fig.tight_layout()
+    return fig, data
+
+
+class WeightDecayExplorer(_Explorer):
+    """lr, λ (log sliders) and the number of steps. Static twin: :func:`weight_decay_static`."""
+
+    def __init__(self, lr: float = 1e-3, weight_decay: float = 0.1, steps: int = 1000,
+                 eps: float = 1e-8):  # fmt: skip
+        self.eps = eps
+        c = {
+            "lr": W.FloatLogSlider(
+                value=lr, base=10, min=-5, max=-1, step=0.25, description="lr η",
+                continuous_update=False, readout_format=".1e",
+            ),
+            "weight_decay": W.FloatLogSlider(
+                value=weight_decay, base=10, min=-4, max=1, step=0.25, description="λ",
+                continuous_update=False, readout_format=".1e",
+            ),
+            "steps": W.IntSlider(
+                value=steps, min=10, max=100_000, step=10, description="steps",
+                continuous_update=False,
+            ),
+        }  # fmt: skip
+        super().__init__(c, [W.HBox(list(c.values()))], (11.0, 4.2))
+        self.update()
+
+    def _compute(self):
+        return weight_decay_static(
+            float(self.controls["lr"].value),
+            float(self.controls["weight_decay"].value),
+            self.eps,
+            int(self.controls["steps"].value),
+            fig=self.figure,
+        )
+
+    def _status_html(self) -> str:
+        d = self.data
+        ratio = d["decay_l2"].max() / d["decay_l2"].min()
+        note = f"; {int(d['diverged'].sum())} of {d['diverged'].size} coordinates diverged" \
+            if d["diverged"].any() else ""
+        return (
+            f"AdamW decays every coordinate by {d['decay_adamw'][0]:.3g} per step; Adam + L2 "
+            f"from {d['decay_l2'].min():.3g} to {d['decay_l2'].max():.3g} ({ratio:.3g}× apart)"
+            f"{note}"
+        )
+
+
+__all__ += ["WeightDecayExplorer", "weight_decay_static"]

@@ -599,3 +599,10 @@ def test_self_check_and_grader_say_float32_with_the_same_sentence():
     case = {"label": "beta=0.999, t=1", "args": [0.999, 1]}
     got = [torch.tensor([in_float32(0.999, 1)], dtype=D)]
     assert probe.diagnose(case, got) == [COMPUTED_IN_FLOAT32]
+
+
+# --- chapter 05 ---------------------------------------------------------------------------------
+# decay_half_life's self-check comes from NUMBER_EXERCISES above; the bug hunt's is named here.
+# Its own tests: tests/test_exercises_weight_decay.py.
+
+SELF_CHECKS["adamw_bug_hunt"] = checks.check_adamw_bug_hunt

@@ -320,3 +320,46 @@ def test_schedule_static_picks_a_log_scale_when_rates_span_decades():
     assert fig.axes[0].get_yscale() == "log"
     fig, _ = schedule_static("cosine", 100, lr=1.0, lr_min=0.5)
     assert fig.axes[0].get_yscale() == "linear"
+
+
+# --- chapter 05 ---------------------------------------------------------------------------------
+
+
+def test_weight_decay_static_numbers():
+    s = np.array([1e-5, 1e-3, 1.0])
+    fig, d = CW.weight_decay_static(lr=1e-3, weight_decay=0.1, eps=1e-8, steps=100, sqrt_v_hat=s)
+    assert np.allclose(d["decay_adamw"], 1e-4)
+    assert np.allclose(d["decay_l2"], 1e-4 / (s + 1e-8))
+    assert d["diverged"].tolist() == [True, False, False]  # 1e-4/1e-5 = 10 > 2
+    assert np.isnan(d["left_l2"][0]) and d["left_l2"][1] == pytest.approx((1 - 1e-4 / (1e-3 + 1e-8)) ** 100)
+    assert d["left_adamw"][0] == pytest.approx((1 - 1e-4) ** 100)
+    plt.close(fig)
+
+
+def test_weight_decay_static_never_plots_nans_and_says_diverged():
+    fig, d = CW.weight_decay_static(lr=1e-2, weight_decay=1.0, steps=10)
+    assert d["diverged"].any()
+    ax = fig.axes[1]
+    for line in ax.get_lines():
+        y = np.asarray(line.get_ydata(), float)
+        assert np.isfinite(y[~np.isnan(y)]).all()
+    assert any("diverged" in t.get_text() for t in ax.texts)
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("kwargs", [{"lr": 0.0}, {"weight_decay": -1.0}, {"steps": 0}])
+def test_weight_decay_static_bad_input(kwargs):
+    with pytest.raises(ValueError):
+        CW.weight_decay_static(**kwargs)
+
+
+def test_weight_decay_explorer_follows_its_sliders():
+    ex = CW.WeightDecayExplorer(lr=1e-3, weight_decay=0.1, steps=100)
+    assert ex.data["decay_adamw"][0] == pytest.approx(1e-4)
+    assert "AdamW decays every coordinate by 0.0001" in ex.status.value
+    ex.controls["weight_decay"].value = 1e-3
+    assert ex.data["decay_adamw"][0] == pytest.approx(1e-6)
+    assert not ex.data["diverged"].any() and "diverged" not in ex.status.value
+    ex.controls["lr"].value = 1e-1
+    ex.controls["weight_decay"].value = 1.0
+    assert ex.data["diverged"].any() and "diverged" in ex.status.value

@@ -161,3 +161,9 @@ def prepare() -> None:
         if getattr(exercise, "prepare", None) is not None:
             exercise.prepare()
 
+
+# --- chapter 05 (appended): decay_half_life, the AdamW bug hunt (adamw_step is in RULES above) --
+from course_lib.exercises.weight_decay import ADAMW_BUG_HUNT, DECAY_HALF_LIFE  # noqa: E402
+
+NUMBER_EXERCISES[DECAY_HALF_LIFE.name] = DECAY_HALF_LIFE
+OPTIMIZER_CLASS_EXERCISES[ADAMW_BUG_HUNT.name] = ADAMW_BUG_HUNT
