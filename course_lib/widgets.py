@@ -919,8 +919,8 @@ class WeightDecayExplorer(_Explorer):
     def _status_html(self) -> str:
         d = self.data
         ratio = d["decay_l2"].max() / d["decay_l2"].min()
-        note = f"; {int(d['diverged'].sum())} of {d['diverged'].size} coordinates diverged" \
-            if d["diverged"].any() else ""
+        edge = d["sqrt_v_hat"][d["diverged"]].max() if d["diverged"].any() else None
+        note = f"; the L2 term alone diverges where √v̂ < {edge:.2g}" if edge is not None else ""
         return (
             f"AdamW decays every coordinate by {d['decay_adamw'][0]:.3g} per step; Adam + L2 "
             f"from {d['decay_l2'].min():.3g} to {d['decay_l2'].max():.3g} ({ratio:.3g}× apart)"

@@ -78,7 +78,7 @@ def test_paper_adamw_equals_torch_adamw_with_lambda_over_alpha():
     model = make_mlp(64, 8, 10, seed=1).double()
     opt = torch.optim.AdamW(model.parameters(), lr=0.02, weight_decay=1e-3 / 0.02)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: mult(k + 1))
-    rows = [wd._flat(model)]
+    rows = [wd.flat_parameters(model)]
     for _ in range(6):
         rows.append(wd.parameter_trajectory(model, opt, X, y, 1)[-1])
         sched.step()

@@ -56,7 +56,8 @@ METHOD_LABELS = {
 }
 
 
-def _flat(model: nn.Module) -> torch.Tensor:
+def flat_parameters(model: nn.Module) -> torch.Tensor:
+    """All parameters of ``model`` in one flat, detached copy (the order of ``parameters()``)."""
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).clone()
 
 
@@ -71,7 +72,7 @@ def parameter_trajectory(
     r"""Full-batch steps on the cross-entropy of ``model`` (plus :math:`\tfrac{l_2}{2}\lVert
     w\rVert^2` when ``l2 > 0``); returns the flat parameters, shape ``(steps + 1, n)``, row 0 the
     start. ``optimizer`` must be built on ``model.parameters()``."""
-    rows = [_flat(model)]
+    rows = [flat_parameters(model)]
     for _ in range(steps):
         optimizer.zero_grad()
         loss = nn.functional.cross_entropy(model(X), y)
@@ -79,7 +80,7 @@ def parameter_trajectory(
             loss = loss + 0.5 * l2 * sum((p * p).sum() for p in model.parameters())
         loss.backward()
         optimizer.step()
-        rows.append(_flat(model))
+        rows.append(flat_parameters(model))
     return torch.stack(rows)
 
 
@@ -132,7 +133,7 @@ def paper_adamw_trajectory(
     params = list(model.parameters())
     m = [torch.zeros_like(p) for p in params]
     v = [torch.zeros_like(p) for p in params]
-    rows = [_flat(model)]
+    rows = [flat_parameters(model)]
     for t in range(1, steps + 1):
         model.zero_grad()
         nn.functional.cross_entropy(model(X), y).backward()
@@ -144,7 +145,7 @@ def paper_adamw_trajectory(
                 m_hat = mi / (1 - beta1**t)
                 v_hat = vi / (1 - beta2**t)
                 p.sub_(eta_t * (alpha * m_hat / (v_hat.sqrt() + eps) + weight_decay * p))
-        rows.append(_flat(model))
+        rows.append(flat_parameters(model))
     return torch.stack(rows)
 
 
