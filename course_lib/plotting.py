@@ -1042,7 +1042,7 @@ def plot_lr_wd_grids(
                     dark = norm(min(m[i, j], hi)) > 0.55
                     text = f"{m[i, j]:.3g}" if m[i, j] < 100 else f"{m[i, j]:.0e}"
                     ax.text(j, i + 0.27, text, ha="center", va="center",
-                            fontsize=MIN_FONT_PT - 0.5, color="white" if dark else "black")
+                            fontsize=MIN_FONT_PT, color="white" if dark else "black")
         bi, bj = np.unravel_index(np.nanargmin(m), m.shape)
         ax.add_patch(Rectangle((bj - 0.5, bi - 0.5), 1, 1, fill=False, ec="red", lw=2))
         ax.plot(bj, bi, "*", ms=13, color="red", mec="white", mew=0.8)

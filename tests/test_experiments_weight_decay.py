@@ -110,3 +110,32 @@ def test_effective_decay_and_good_band():
     band = wd.good_band(scores, [1e-4, 1e-3, 1e-2, 1e-1], within=0.1)
     assert band[0] == pytest.approx(1.0) and np.isnan(band[1]) and band[2] == pytest.approx(1.0)
     assert wd.best_per_row(scores).tolist() == [0, -1, 1]
+
+
+def test_heat_maps_share_one_scale_mark_the_best_cell_and_never_colour_a_nan():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_lib.plotting import MIN_FONT_PT, plot_lr_wd_grids
+
+    a = wd.GridResult("adamw", np.array([1e-3, 1e-2]), np.array([1e-4, 1e-2, 1.0]), (0,),
+                      test_loss=np.array([[[0.5, 0.4, 0.9], [0.2, 0.1, np.nan]]]),
+                      test_error=np.zeros((1, 2, 3)), train_loss=np.zeros((1, 2, 3)),
+                      weight_norm=np.ones((1, 2, 3)))  # fmt: skip
+    b = wd.GridResult("adam_l2", a.lrs, a.wds, (0,), test_loss=a.test_loss * 3,
+                      test_error=a.test_error, train_loss=a.train_loss, weight_norm=a.weight_norm)
+    fig, axes = plot_lr_wd_grids([a, b])
+    images = [ax.get_images()[0] for ax in axes.flat]
+    assert images[0].norm is images[1].norm or (
+        images[0].norm.vmin == images[1].norm.vmin and images[0].norm.vmax == images[1].norm.vmax
+    )
+    assert images[0].norm.vmin == pytest.approx(0.1) and images[0].norm.vmax == pytest.approx(2.7)
+    texts = [t.get_text() for t in axes.flat[0].texts]
+    assert "div." in texts and "nan" not in " ".join(texts).lower()
+    stars = [ln for ln in axes.flat[0].get_lines() if ln.get_marker() == "*"]
+    assert len(stars) == 1 and stars[0].get_xdata()[0] == 1 and stars[0].get_ydata()[0] == 1
+    sizes = [t.get_fontsize() for ax in axes.flat for t in ax.texts]
+    assert min(sizes) >= MIN_FONT_PT
+    plt.close(fig)
