@@ -161,3 +161,15 @@ def prepare() -> None:
         if getattr(exercise, "prepare", None) is not None:
             exercise.prepare()
 
+
+# --- chapter 10 ---------------------------------------------------------------------------------
+# lion_step (implement), lion_decay_steps (compute), lion_bug_hunt (find the bug)
+from course_lib.exercises.sign_optimizers import (  # noqa: E402
+    LION_BUG_HUNT,
+    LION_DECAY_STEPS,
+    LION_STEP,
+)
+
+RULES[LION_STEP.name] = LION_STEP
+NUMBER_EXERCISES[LION_DECAY_STEPS.name] = LION_DECAY_STEPS
+OPTIMIZER_CLASS_EXERCISES[LION_BUG_HUNT.name] = LION_BUG_HUNT
