@@ -599,3 +599,9 @@ def test_self_check_and_grader_say_float32_with_the_same_sentence():
     case = {"label": "beta=0.999, t=1", "args": [0.999, 1]}
     got = [torch.tensor([in_float32(0.999, 1)], dtype=D)]
     assert probe.diagnose(case, got) == [COMPUTED_IN_FLOAT32]
+
+
+# --- chapter 10 ---------------------------------------------------------------------------------
+# lion_step, lion_decay_steps (diagnosed through VARIANTS above), the Lion bug hunt
+
+SELF_CHECKS["lion_bug_hunt"] = checks.check_lion_bug_hunt
