@@ -120,33 +120,35 @@ def step_times(
     shapes: Sequence[tuple[int, ...]] = ((512, 512),) * 4,
     steps: int = 20,
     warmup: int = 3,
-    repeats: int = 3,
+    repeats: int = 5,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Median seconds per ``step()`` of each optimizer on fresh parameters of ``shapes``.
+    """Seconds per ``step()`` of each optimizer on its own fresh parameters of ``shapes``.
 
     Gradients are random and fixed (set once); only ``step()`` is timed, after ``warmup`` untimed
     steps (the first steps allocate the state and, for a compiled fast path, compile). The
-    median over ``repeats`` blocks of ``steps`` steps resists a busy machine a little; timings
-    are still of this machine and this moment.
+    optimizers take turns, one block of ``steps`` steps each per round, for ``repeats`` rounds,
+    and each reports its fastest block: on a shared machine the other work only ever adds time,
+    and taking turns exposes every optimizer to the same load. Still a measurement of this
+    machine and this moment.
     """
     gen = torch.Generator().manual_seed(seed)
-    results = {}
+    opts = {}
     for name, factory in factories.items():
         params = [torch.randn(s, generator=gen).requires_grad_(True) for s in shapes]
         for p in params:
             p.grad = torch.randn(p.shape, generator=gen) * 1e-3
-        opt = factory(params)
+        opts[name] = factory(params)
         for _ in range(warmup):
-            opt.step()
-        blocks = []
-        for _ in range(repeats):
+            opts[name].step()
+    best = dict.fromkeys(opts, math.inf)
+    for _ in range(repeats):
+        for name, opt in opts.items():
             start = time.perf_counter()
             for _ in range(steps):
                 opt.step()
-            blocks.append((time.perf_counter() - start) / steps)
-        results[name] = float(np.median(blocks))
-    return results
+            best[name] = min(best[name], (time.perf_counter() - start) / steps)
+    return best
 
 
 def reference_gap(
