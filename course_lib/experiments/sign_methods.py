@@ -12,7 +12,7 @@ module measures what that does, on real models and on streams of set gradients:
   decay shrinks a weight whose gradient is zero. For Lion and for ``AdamW`` it is
   :math:`\eta\lambda`: the decay is multiplied by the learning rate, so an lr ten times smaller
   needs a :math:`\lambda` ten times larger for the same pull towards zero (Chen et al., 2023,
-  Sec. 3.2 advise a 3–10× smaller lr and a 3–10× larger :math:`\lambda` than AdamW's).
+  advise a 3–10× smaller lr and a 3–10× larger :math:`\lambda` than AdamW's).
 - :func:`step_times`: seconds per ``step()`` of several optimizers on the same parameters
   (median of repeats; a measurement of this machine, not a law).
 - :func:`reference_gap`: the course's :class:`~course_lib.optim.Lion` and ``lion_pytorch.Lion``
