@@ -969,3 +969,36 @@ def check_adamw_bug_hunt(cls, seed: int = 0) -> bool:
 
 
 __all__ += ["check_adamw_bug_hunt", "check_decay_half_life"]
+
+
+# --- chapter 10 ---------------------------------------------------------------------------------
+# Lion: its update rule, the steps its decay needs, the bug hunt
+
+
+def check_lion_step(lion_step: Callable, seed: int = 0) -> bool:
+    """Check ``lion_step(p, g, m, lr, beta1, beta2, weight_decay) -> (p_new, m_new)`` against
+    ``lion-pytorch``'s update (decoupled decay, sign of the β1 interpolation, β2 momentum)."""
+    return _check_rule("lion_step", lion_step, seed)
+
+
+def check_lion_decay_steps(lion_decay_steps: Callable, seed: int = 0) -> bool:
+    """Check ``lion_decay_steps(lr, weight_decay, fraction) -> int``: the steps after which Lion's
+    decay alone has shrunk a weight to ``fraction`` of its value."""
+    from course_lib.exercises.sign_optimizers import LION_DECAY_STEPS
+
+    what = "lion_decay_steps(lr, weight_decay, fraction)"
+    n_cases = _run_number_function(LION_DECAY_STEPS, lion_decay_steps, what, seed)
+    print(f"✓ lion_decay_steps: all {n_cases} cases match. Well done!")
+    return True
+
+
+def check_lion_bug_hunt(cls, seed: int = 0) -> bool:
+    """Check a repaired Lion class ``cls(params, lr, betas, weight_decay)`` against
+    ``lion_pytorch.Lion``: says on which quadratic and after which step it differs, never what
+    the bug is."""
+    from course_lib.exercises.sign_optimizers import LION_BUG_HUNT
+
+    return _check_optimizer_class(LION_BUG_HUNT, cls, seed)
+
+
+__all__ += ["check_lion_bug_hunt", "check_lion_decay_steps", "check_lion_step"]

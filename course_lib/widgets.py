@@ -929,3 +929,122 @@ class WeightDecayExplorer(_Explorer):
 
 
 __all__ += ["WeightDecayExplorer", "weight_decay_static"]
+
+
+# --- chapter 10 ---------------------------------------------------------------------------------
+# SignStepExplorer: a stream of noisy gradients fed to Lion and to Adam; sizes and directions.
+
+
+def sign_steps_static(
+    snr: float = 0.3,
+    beta1: float = 0.9,
+    beta2: float = 0.99,
+    steps: int = 300,
+    seed: int = 0,
+    *,
+    fig: Figure | None = None,
+) -> tuple[Figure, dict[str, Any]]:
+    r"""Lion's and Adam's steps on the gradient stream :math:`g_t = \mathrm{SNR} + \xi_t`.
+
+    :math:`\xi_t \sim \mathcal N(0, 1)` (seeded). Both optimizers get the same stream, lr = 1 (so
+    a step reads in units of :math:`\eta`); Lion with ``betas=(beta1, beta2)``, Adam with its
+    defaults (0.9, 0.999). A positive step moves downhill on average (against the mean gradient).
+    Returns the figure and ``lion``, ``adam`` (signed steps / η), ``lion_right`` (fraction of
+    Lion's steps that go downhill), ``lion_mean`` and ``adam_mean`` (mean step / η after the
+    first 10 % of the steps).
+    """
+    from course_lib.experiments.adaptivity import signed_steps
+    from course_lib.optim import Adam, Lion
+
+    if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+        raise ValueError(f"betas must be in [0, 1), got beta1={beta1}, beta2={beta2}")
+    if not isinstance(steps, int) or steps < 10:
+        raise ValueError(f"steps must be an int ≥ 10, got {steps!r}")
+    grads = snr + np.random.default_rng(seed).standard_normal(steps)
+    lion = signed_steps(Lion, grads, lr=1.0, betas=(beta1, beta2))
+    adam = signed_steps(Adam, grads, lr=1.0)
+    burn = steps // 10
+    data = {
+        "grads": grads,
+        "lion": lion,
+        "adam": adam,
+        "lion_right": float((lion[burn:] > 0).mean()),
+        "lion_mean": float(lion[burn:].mean()),
+        "adam_mean": float(adam[burn:].mean()),
+    }
+    fig = _new_figure(fig, (11.0, 4.0))
+    ax1 = fig.add_subplot(1, 2, 1)
+    ax2 = fig.add_subplot(1, 2, 2)
+    t = np.arange(1, steps + 1)
+    shown = min(steps, 100)
+    ax1.plot(t[:shown], adam[:shown], "-", color="tab:orange", lw=1.5, label="Adam")
+    ax1.plot(t[:shown], lion[:shown], "o", color="tab:blue", ms=3, label="Lion")
+    ax1.axhline(0, color="k", lw=0.8)
+    ax1.set_xlabel("step t")
+    ax1.set_ylabel("step / η  (> 0: downhill)")
+    ax1.set_title(f"the first {shown} steps, SNR = {snr:g}", fontsize=MIN_FONT_PT + 1)
+    add_legend(ax1, "below")
+    ax1.grid(alpha=0.3)
+    running = {name: np.cumsum(s) / t for name, s in (("Lion", lion), ("Adam", adam))}
+    ax2.plot(t, running["Lion"], color="tab:blue", lw=2, label="Lion: mean step so far")
+    ax2.plot(t, running["Adam"], color="tab:orange", lw=2, label="Adam: mean step so far")
+    ax2.axhline(
+        snr / np.sqrt(1 + snr**2),
+        color="tab:orange",
+        ls=":",
+        lw=1.2,
+        label="SNR/√(1+SNR²) (Adam, ch. 04)",
+    )
+    ax2.set_ylim(min(-0.1, float(np.min([r.min() for r in running.values()]))), 1.05)
+    ax2.set_xlabel("step t")
+    ax2.set_ylabel("mean of step / η over steps 1..t")
+    ax2.set_title(
+        f"Lion(betas=({beta1:g}, {beta2:g})) vs Adam(betas=(0.9, 0.999)), lr = η",
+        fontsize=MIN_FONT_PT + 1,
+    )
+    add_legend(ax2, "below")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig, data
+
+
+class SignStepExplorer(_Explorer):
+    """SNR, Lion's β1 and β2 as sliders. Static twin: :func:`sign_steps_static`."""
+
+    def __init__(self, snr: float = 0.3, beta1: float = 0.9, beta2: float = 0.99, steps: int = 300):
+        c = {
+            "snr": W.FloatLogSlider(
+                value=snr, base=10, min=-2, max=1, step=0.05, description="SNR",
+                continuous_update=False, readout_format=".3g",
+            ),
+            "beta1": W.FloatSlider(
+                value=beta1, min=0.0, max=0.99, step=0.01, description="Lion β1",
+                continuous_update=False,
+            ),
+            "beta2": W.FloatSlider(
+                value=beta2, min=0.0, max=0.999, step=0.001, description="Lion β2",
+                continuous_update=False, readout_format=".3f",
+            ),
+        }  # fmt: skip
+        self.steps = steps
+        super().__init__(c, [W.HBox(list(c.values()))], (11.0, 4.0))
+        self.update()
+
+    def _compute(self):
+        return sign_steps_static(
+            self.controls["snr"].value,
+            self.controls["beta1"].value,
+            self.controls["beta2"].value,
+            self.steps,
+            fig=self.figure,
+        )
+
+    def _status_html(self) -> str:
+        d = self.data
+        return (
+            f"Lion: every step ±η, {d['lion_right']:.0%} of them downhill, mean step "
+            f"{d['lion_mean']:.2f} η; Adam: mean step {d['adam_mean']:.2f} η"
+        )
+
+
+__all__ += ["SignStepExplorer", "sign_steps_static"]

@@ -291,3 +291,69 @@ def test_widgets_and_the_animation_show_a_figure_without_a_kernel(lab_without_ke
             assert remote == [], f"fetched from the network: {remote}"
         finally:
             browser.close()
+
+
+# --- chapter 10 ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sign_steps_lab(tmp_path):
+    """JupyterLab with kernels, serving a one-cell notebook that shows the SignStepExplorer."""
+    import nbformat
+
+    root = tmp_path / "root"
+    root.mkdir()
+    cell = "from course_lib.widgets import SignStepExplorer\nSignStepExplorer(snr=0.3)"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, root / "sign_steps.ipynb")
+    yield from _serve(tmp_path, root, kernels=True)
+
+
+def test_sign_step_explorer_snr_slider_changes_the_plot(sign_steps_lab):
+    from playwright.sync_api import sync_playwright
+
+    lab = sign_steps_lab
+    url = f"{lab['url']}/lab/tree/sign_steps.ipynb?token={lab['token']}"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            _accept_dialogs(page)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            page.wait_for_selector(".widget-output img", timeout=90_000)
+            page.wait_for_selector("text=downhill", timeout=60_000)
+            before = _image_src(page)
+            status_before = page.locator(".widget-html").first.inner_text()
+            slider = page.locator(".widget-slider", has=page.locator("label", has_text="SNR"))
+            readout = slider.first.locator(".widget-readout")
+            readout.click()
+            page.keyboard.press("Control+A")
+            page.keyboard.type("0.03")
+            page.keyboard.press("Enter")
+            page.wait_for_function(
+                "(before) => { const i = document.querySelector('.widget-output img');"
+                " return i && i.getAttribute('src') !== before; }",
+                arg=before,
+                timeout=60_000,
+            )
+            assert page.locator(".widget-html").first.inner_text() != status_before
+            assert page.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+            body = page.locator(".jp-Notebook").inner_text()
+            for bad in ("Traceback", "Error displaying widget", "Failed to load model class"):
+                assert bad not in body, bad
+        finally:
+            browser.close()

@@ -606,3 +606,9 @@ def test_self_check_and_grader_say_float32_with_the_same_sentence():
 # Its own tests: tests/test_exercises_weight_decay.py.
 
 SELF_CHECKS["adamw_bug_hunt"] = checks.check_adamw_bug_hunt
+
+
+# --- chapter 10 ---------------------------------------------------------------------------------
+# lion_step, lion_decay_steps (diagnosed through VARIANTS above), the Lion bug hunt
+
+SELF_CHECKS["lion_bug_hunt"] = checks.check_lion_bug_hunt

@@ -363,3 +363,33 @@ def test_weight_decay_explorer_follows_its_sliders():
     ex.controls["lr"].value = 1e-1
     ex.controls["weight_decay"].value = 1.0
     assert ex.data["diverged"].any() and "diverges where" in ex.status.value
+
+
+# --- chapter 10 ---------------------------------------------------------------------------------
+
+
+def test_sign_steps_static_lion_steps_are_plus_minus_lr():
+    from course_lib.widgets import sign_steps_static
+
+    fig, data = sign_steps_static(snr=0.3, beta1=0.9, beta2=0.99, steps=200)
+    assert np.allclose(np.abs(data["lion"]), 1.0)
+    assert 0.5 < data["lion_right"] <= 1.0
+    assert data["lion_mean"] > data["adam_mean"]
+    assert len(fig.axes) == 2
+
+
+def test_sign_steps_static_rejects_bad_betas():
+    from course_lib.widgets import sign_steps_static
+
+    with pytest.raises(ValueError):
+        sign_steps_static(beta1=1.0)
+
+
+def test_sign_step_explorer_recomputes_on_a_slider_change():
+    from course_lib.widgets import SignStepExplorer
+
+    widget = SignStepExplorer(snr=0.03)
+    low = widget.data["lion_right"]
+    widget.controls["snr"].value = 1.0
+    assert widget.data["lion_right"] > low
+    assert "downhill" in widget.status.value

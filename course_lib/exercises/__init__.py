@@ -167,3 +167,16 @@ from course_lib.exercises.weight_decay import ADAMW_BUG_HUNT, DECAY_HALF_LIFE  #
 
 NUMBER_EXERCISES[DECAY_HALF_LIFE.name] = DECAY_HALF_LIFE
 OPTIMIZER_CLASS_EXERCISES[ADAMW_BUG_HUNT.name] = ADAMW_BUG_HUNT
+
+
+# --- chapter 10 ---------------------------------------------------------------------------------
+# lion_step (implement), lion_decay_steps (compute), lion_bug_hunt (find the bug)
+from course_lib.exercises.sign_optimizers import (  # noqa: E402
+    LION_BUG_HUNT,
+    LION_DECAY_STEPS,
+    LION_STEP,
+)
+
+RULES[LION_STEP.name] = LION_STEP
+NUMBER_EXERCISES[LION_DECAY_STEPS.name] = LION_DECAY_STEPS
+OPTIMIZER_CLASS_EXERCISES[LION_BUG_HUNT.name] = LION_BUG_HUNT

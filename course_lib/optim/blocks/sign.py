@@ -20,6 +20,7 @@ __all__ = [
     "linear_sign_decay",
     "lion_interpolation",
     "power_sign_scale",
+    "restart_sign_decay",
     "sign",
     "sign_agreement",
     "sign_decay_values",
@@ -132,3 +133,16 @@ def cosine_sign_decay(t: int, decay_steps: int, num_periods: float = 0.5) -> flo
     """
     t = min(t, decay_steps)
     return 0.5 * (1.0 + math.cos(2.0 * math.pi * num_periods * t / decay_steps))
+
+
+def restart_sign_decay(t: int, decay_steps: int, num_periods: float = 1.0) -> float:
+    r"""Restart sign decay :math:`f(t) = \tfrac12\,\big(1 + \cos(\pi\,((n\,t) \bmod T)/T)\big)`.
+
+    :math:`n` = ``num_periods``, :math:`T` = ``decay_steps``, ``t`` clipped at :math:`T`: a half
+    cosine from 1 towards 0 that starts again at 1 every :math:`T/n` steps, the restart decay of
+    Bello et al. (2017), after SGDR's warm restarts (Loshchilov & Hutter, 2017). Same formula as
+    ``tf.contrib.opt.sign_decay.get_restart_decay_fn`` (without ``zero_after``). Not one of the
+    named decays of the optimizers: pass ``sign_decay=lambda t: restart_sign_decay(t, T, n)``.
+    """
+    t = min(t, decay_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * ((num_periods * t) % decay_steps) / decay_steps))
