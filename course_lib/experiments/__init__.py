@@ -18,8 +18,6 @@ here does one such measurement, with the method written out in its docstring, an
 - ``adam_steps``  Adam's uncorrected step, restarts after silence, re-adaptation, step vs SNR
 - ``adam_scaling`` rotated quadratics, diagonal Newton, Hessian vs empirical Fisher
 - ``weight_decay`` L2 vs decoupled decay: identities, per-coordinate decay, the lr × λ grid
-
-
 - ``sign_methods`` Lion's update sizes, decay per step and step time; Lion vs lion-pytorch and
   vs AdamW on digits; sign descent and Signum; the cost of an LSTM optimizer
 
