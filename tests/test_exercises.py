@@ -599,3 +599,8 @@ def test_self_check_and_grader_say_float32_with_the_same_sentence():
     case = {"label": "beta=0.999, t=1", "args": [0.999, 1]}
     got = [torch.tensor([in_float32(0.999, 1)], dtype=D)]
     assert probe.diagnose(case, got) == [COMPUTED_IN_FLOAT32]
+
+
+# --- chapter 06 -------------------------------------------------------------------------------
+
+SELF_CHECKS["amsgrad"] = checks.check_amsgrad

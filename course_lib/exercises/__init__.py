@@ -161,3 +161,13 @@ def prepare() -> None:
         if getattr(exercise, "prepare", None) is not None:
             exercise.prepare()
 
+
+# --- chapter 06 -------------------------------------------------------------------------------
+from course_lib.exercises.amsgrad import (  # noqa: E402
+    AMSGRAD_CLASS,
+    AMSGRAD_STATE_BYTES,
+    FIRST_NEGATIVE_INCREMENT,
+)
+
+NUMBER_EXERCISES.update({e.name: e for e in (FIRST_NEGATIVE_INCREMENT, AMSGRAD_STATE_BYTES)})
+OPTIMIZER_CLASS_EXERCISES[AMSGRAD_CLASS.name] = AMSGRAD_CLASS
