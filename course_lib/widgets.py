@@ -886,7 +886,7 @@ class ReddiExplorer(_Explorer):
                                    description="β2", continuous_update=False,
                                    readout_format=".3f"),
             "variant": W.Dropdown(options=list(REDDI_VARIANTS), value=variant,
-                                  description="variant"),
+                                  description="variant", layout=W.Layout(width="380px")),
             "steps": W.IntSlider(value=steps, min=30, max=3000, step=30, description="steps",
                                  continuous_update=False),
         }
