@@ -1002,3 +1002,39 @@ def check_lion_bug_hunt(cls, seed: int = 0) -> bool:
 
 
 __all__ += ["check_lion_bug_hunt", "check_lion_decay_steps", "check_lion_step"]
+
+
+# --- chapter 06 -------------------------------------------------------------------------------
+
+
+def check_amsgrad(cls, seed: int = 0) -> bool:
+    """Check ``AMSGrad(params, lr, betas, eps)`` against ``torch.optim.Adam(amsgrad=True)`` on
+    random quadratics; a classic mistake (another convention, no maximum, no bias correction)
+    is named."""
+    from course_lib.exercises.amsgrad import AMSGRAD_CLASS
+
+    return _check_optimizer_class(AMSGRAD_CLASS, cls, seed)
+
+
+def check_first_negative_increment(first_negative_increment: Callable, seed: int = 0) -> bool:
+    """Check ``first_negative_increment(grads, beta2) -> int``: the first step t at which Adam's
+    FTRL increment σ_t = 1/η_t − 1/η_{t−1} is negative (0 if never), on fixed sequences."""
+    from course_lib.exercises.amsgrad import FIRST_NEGATIVE_INCREMENT
+
+    what = "first_negative_increment(grads, beta2)"
+    n_cases = _run_number_function(FIRST_NEGATIVE_INCREMENT, first_negative_increment, what, seed)
+    print(f"✓ first_negative_increment: all {n_cases} sequences match. Well done!")
+    return True
+
+
+def check_amsgrad_state_bytes(amsgrad_state_bytes: Callable, seed: int = 0) -> bool:
+    """Check ``amsgrad_state_bytes(n_in, n_hidden, n_out, convention, bytes_per_number) -> int``."""
+    from course_lib.exercises.amsgrad import AMSGRAD_STATE_BYTES
+
+    what = "amsgrad_state_bytes(n_in, n_hidden, n_out, convention, bytes_per_number)"
+    n_cases = _run_number_function(AMSGRAD_STATE_BYTES, amsgrad_state_bytes, what, seed)
+    print(f"✓ amsgrad_state_bytes: all {n_cases} cases match. Well done!")
+    return True
+
+
+__all__ += ["check_amsgrad", "check_amsgrad_state_bytes", "check_first_negative_increment"]

@@ -1082,3 +1082,107 @@ def plot_effective_decay(decays: Mapping[str, np.ndarray], adamw: float, *, ax=N
     ax.set_ylabel("number of coordinates (log)")
     add_legend(ax, "right")
     return fig, ax
+
+
+# --- chapter 06 -------------------------------------------------------------------------------
+
+
+def plot_online_runs(
+    runs: Mapping[str, Any], axes: Sequence[Axes] | None = None, *, title: str = ""
+) -> tuple[Figure, Sequence[Axes]]:
+    r"""Runs on linear online losses on :math:`[-1, 1]` (``name -> OnlineRun`` from
+    :mod:`course_lib.experiments.amsgrad`): the iterate :math:`x_t` (left; the best point −1 and
+    the worst +1 marked) and the average regret :math:`R_t/t` (right, log scale)."""
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(11.0, 3.9), dpi=MIN_DPI)
+    fig = axes[0].figure
+    for (name, run), style in zip(runs.items(), LINESTYLES * 4):
+        t = np.arange(len(run.x))
+        axes[0].plot(t, run.x, style, lw=1.4, label=name)
+        steps = np.arange(1, len(run.regret) + 1)
+        axes[1].loglog(steps, np.clip(run.average_regret, 1e-4, None), style, lw=1.4, label=name)
+    axes[0].axhline(-1, color="tab:green", lw=0.8, ls=":")
+    axes[0].axhline(1, color="tab:red", lw=0.8, ls=":")
+    axes[0].text(0.99, -0.93, "best point −1", color="tab:green", ha="right",
+                 transform=axes[0].get_yaxis_transform(), fontsize=MIN_FONT_PT)
+    axes[0].text(0.99, 0.88, "worst point +1", color="tab:red", ha="right", va="top",
+                 transform=axes[0].get_yaxis_transform(), fontsize=MIN_FONT_PT)
+    axes[0].set_xscale("symlog", linthresh=10)
+    axes[0].set_xlim(0, max(len(run.x) for run in runs.values()))
+    axes[0].set_ylim(-1.1, 1.1)
+    axes[0].set_xlabel("step t (log scale after 10)")
+    axes[0].set_ylabel("iterate x_t")
+    axes[1].set_xlabel("step t")
+    axes[1].set_ylabel("average regret R_t / t (log scale)")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+    if title:
+        fig.suptitle(title, fontsize=MIN_FONT_PT + 1)
+    add_legend(axes[1], "right")
+    fig.tight_layout()
+    return fig, axes
+
+
+def plot_failure_map(
+    beta1s: Sequence[float],
+    beta2s: Sequence[float],
+    maps: Mapping[str, np.ndarray],
+    axes: Sequence[Axes] | None = None,
+) -> tuple[Figure, Sequence[Axes]]:
+    r"""One heat-map per optimizer of the worst final iterate over (β2, β1) (from
+    :func:`course_lib.experiments.amsgrad.adam_online_sweep`; +1 worst point, −1 best), with the
+    curve :math:`\beta_1 = \sqrt{\beta_2}` of Reddi et al.'s Theorems 2–3: below it
+    (:math:`\beta_1 < \sqrt{\beta_2}`) a problem on which Adam fails is guaranteed to exist."""
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(maps), figsize=(5.4 * len(maps), 4.3), dpi=MIN_DPI)
+        axes = np.atleast_1d(axes)
+    fig = axes[0].figure
+    b1, b2 = np.asarray(beta1s, dtype=float), np.asarray(beta2s, dtype=float)
+    image = None
+    for ax, (name, worst) in zip(axes, maps.items()):
+        image = ax.pcolormesh(np.arange(len(b2) + 1), np.arange(len(b1) + 1), worst,
+                              cmap="coolwarm", vmin=-1, vmax=1)
+        ax.set_xticks(np.arange(len(b2)) + 0.5, [f"{b:g}" for b in b2], fontsize=MIN_FONT_PT)
+        ax.set_yticks(np.arange(len(b1)) + 0.5, [f"{b:.2g}" for b in b1], fontsize=MIN_FONT_PT)
+        # the curve β1 = √β2 in cell coordinates (linear interpolation between cell centres)
+        fine = np.linspace(b2.min(), b2.max(), 200)
+        x = np.interp(fine, b2, np.arange(len(b2)) + 0.5)
+        y = np.interp(np.sqrt(fine), b1, np.arange(len(b1)) + 0.5, right=np.nan)
+        ax.plot(x, y, "k--", lw=1.5, label="β1 = √β2")
+        ax.set_xlabel("β2")
+        if ax is axes[0]:
+            ax.set_ylabel("β1")
+        ax.set_title(name, fontsize=MIN_FONT_PT + 1)
+        ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.14), fontsize=MIN_FONT_PT,
+                  frameon=False)
+    if image is not None:
+        bar = fig.colorbar(image, ax=list(axes), shrink=0.9)
+        bar.set_label("worst mean x over the last period (+1 = worst point)")
+    return fig, axes
+
+
+def plot_v_hat_sequences(
+    sequences: Mapping[str, np.ndarray], ax: Axes | None = None, *, title: str = ""
+) -> tuple[Figure, Axes]:
+    r"""The :math:`\hat v_t` each AMSGrad convention divides by (``label -> values``), log
+    scale, one line style per convention so that coinciding curves stay visible."""
+    fig, ax = _fig_ax(ax, figsize=(8.0, 3.8))
+    widths = [3.0, 2.2, 1.6, 1.0]
+    for (label, values), style, width in zip(sequences.items(), LINESTYLES, widths):
+        t = np.arange(1, len(values) + 1)
+        ax.plot(t, values, style, lw=width, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("step t")
+    ax.set_ylabel("v̂_t (log scale)")
+    if title:
+        ax.set_title(title, fontsize=MIN_FONT_PT + 1)
+    ax.grid(alpha=0.3, which="both")
+    add_legend(ax, "right")
+    return fig, ax
+
+
+__all__ += ["plot_failure_map", "plot_online_runs", "plot_v_hat_sequences"]

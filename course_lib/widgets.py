@@ -1048,3 +1048,108 @@ class SignStepExplorer(_Explorer):
 
 
 __all__ += ["SignStepExplorer", "sign_steps_static"]
+
+
+# --- chapter 06 -------------------------------------------------------------------------------
+
+REDDI_VARIANTS = {  # name -> keyword arguments of course_lib.optim.Adam
+    "Adam": {},
+    "AMSGrad (PyTorch: max of raw v)": {"amsgrad": True, "amsgrad_convention": "raw"},
+    "AMSGrad (optax: max of corrected v̂)": {"amsgrad": True, "amsgrad_convention": "corrected"},
+    "AMSGrad memory-free": {"amsgrad": True, "amsgrad_convention": "memory_free"},
+}
+
+
+def reddi_static(
+    C: float = 3.0,
+    beta1: float = 0.0,
+    beta2: float | None = None,
+    variant: str = "Adam",
+    steps: int = 1500,
+    lr: float = 0.5,
+    *,
+    fig: Figure | None = None,
+) -> tuple[Figure, dict[str, Any]]:
+    r"""Reddi et al.'s online problem, run: :math:`f_t(x) = C x` if :math:`t \bmod 3 = 1`, else
+    :math:`-x`, on :math:`[-1, 1]`, with ``course_lib.optim.Adam`` in one of
+    :data:`REDDI_VARIANTS`, step :math:`\alpha/\sqrt t` (``lr`` is :math:`\alpha`), :math:`\epsilon
+    = 10^{-8}`. ``beta2=None`` takes the paper's :math:`1/(1+C^2)`. Draws the iterate and the
+    average regret; returns ``{"run", "final_x", "average_regret", "beta2", "diverged"}``.
+    """
+    from course_lib.experiments.amsgrad import online_linear, periodic_coefficients
+    from course_lib.optim import Adam
+    from course_lib.plotting import plot_online_runs
+
+    if variant not in REDDI_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}: one of {list(REDDI_VARIANTS)}")
+    if not C > 2:
+        raise ValueError(f"Reddi's problem needs C > 2, got {C}")
+    beta2 = 1.0 / (1.0 + C**2) if beta2 is None else float(beta2)
+    if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+        raise ValueError(f"betas must be in [0, 1), got beta1={beta1}, beta2={beta2}")
+    run = online_linear(
+        Adam, periodic_coefficients(C, int(steps)), lr=lr, betas=(beta1, beta2), eps=1e-8,
+        **REDDI_VARIANTS[variant],
+    )
+    diverged = not np.all(np.isfinite(run.x))
+    final_x = float(np.mean(run.x[-3:])) if not diverged else float("nan")
+    data = {"run": run, "final_x": final_x, "average_regret": float(run.average_regret[-1]),
+            "beta2": beta2, "diverged": diverged}
+    fig = _new_figure(fig, (11.0, 4.0))
+    axes = [fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)]
+    title = (f"{variant}: betas=({beta1:g}, {beta2:.3g}), lr = {lr:g}/√t, C = {C:g}"
+             + (" — diverged" if diverged else f" — ends at x ≈ {final_x:+.2f}"))
+    if diverged:
+        axes[0].text(0.5, 0.5, "diverged", ha="center", va="center", transform=axes[0].transAxes)
+    else:
+        plot_online_runs({variant: run}, axes, title=title)
+    return fig, data
+
+
+class ReddiExplorer(_Explorer):
+    """C, β1, β2 and the variant (Adam or an AMSGrad convention) on Reddi et al.'s problem.
+    Static twin: :func:`reddi_static`."""
+
+    def __init__(
+        self,
+        C: float = 3.0,
+        beta1: float = 0.0,
+        beta2: float | None = None,
+        variant: str = "Adam",
+        steps: int = 1500,
+    ):
+        beta2 = 1.0 / (1.0 + C**2) if beta2 is None else beta2
+        c = {
+            "C": W.FloatSlider(value=C, min=2.5, max=10.0, step=0.5, description="C",
+                               continuous_update=False),
+            "beta1": W.FloatSlider(value=beta1, min=0.0, max=0.95, step=0.05, description="β1",
+                                   continuous_update=False),
+            "beta2": W.FloatSlider(value=round(beta2, 3), min=0.01, max=0.999, step=0.001,
+                                   description="β2", continuous_update=False,
+                                   readout_format=".3f"),
+            "variant": W.Dropdown(options=list(REDDI_VARIANTS), value=variant,
+                                  description="variant", layout=W.Layout(width="380px")),
+            "steps": W.IntSlider(value=steps, min=30, max=3000, step=30, description="steps",
+                                 continuous_update=False),
+        }
+        rows = [W.HBox([c["C"], c["beta1"], c["beta2"]]), W.HBox([c["variant"], c["steps"]])]
+        super().__init__(c, rows, (11.0, 4.0))
+        self.update()
+
+    def _compute(self):
+        v = {k: w.value for k, w in self.controls.items()}
+        return reddi_static(v["C"], v["beta1"], v["beta2"], v["variant"], int(v["steps"]),
+                            fig=self.figure)
+
+    def _status_html(self) -> str:
+        d = self.data
+        if d["diverged"]:
+            return "<b>diverged</b>"
+        verdict = "the worst point" if d["final_x"] > 0.9 else (
+            "the optimum" if d["final_x"] < -0.9 else "in between")
+        return (f"ends at x ≈ {d['final_x']:+.3f} ({verdict}); average regret R_T/T = "
+                f"{d['average_regret']:.3f} (the paper's β2 = 1/(1+C²) = "
+                f"{1 / (1 + self.controls['C'].value ** 2):.3f})")
+
+
+__all__ += ["REDDI_VARIANTS", "ReddiExplorer", "reddi_static"]

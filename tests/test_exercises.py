@@ -612,3 +612,8 @@ SELF_CHECKS["adamw_bug_hunt"] = checks.check_adamw_bug_hunt
 # lion_step, lion_decay_steps (diagnosed through VARIANTS above), the Lion bug hunt
 
 SELF_CHECKS["lion_bug_hunt"] = checks.check_lion_bug_hunt
+
+
+# --- chapter 06 -------------------------------------------------------------------------------
+
+SELF_CHECKS["amsgrad"] = checks.check_amsgrad

@@ -673,3 +673,33 @@ def test_chapter_10_solutions_full_marks_blank_exercises_zero(tmp_path):
         for row in csv.DictReader(f):
             totals[row["student"]] = totals.get(row["student"], 0.0) + float(row["score"])
     assert totals == {"teacher": 5, "blank": 0}
+
+
+# --- chapter 06 -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_chapter_06_solutions_full_marks_blank_exercises_zero(tmp_path):
+    chapter = "06_amsgrad"
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "teacher.ipynb").write_bytes((SOLUTIONS / f"{chapter}.ipynb").read_bytes())
+    (inbox / "blank.ipynb").write_bytes((EXERCISES / f"{chapter}.ipynb").read_bytes())
+    out = tmp_path / "out"
+    assert cli_main(["grade", "-a", chapter, str(inbox), "-o", str(out), "--no-progress"]) == 0
+    totals: dict[str, float] = {}
+    with open(out / "gradebook.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            totals[row["student"]] = totals.get(row["student"], 0.0) + float(row["score"])
+    assert totals == {"teacher": 4, "blank": 0}
+
+
+def test_chapter_06_probes_reject_every_classic_mistake():
+    """Each diagnosed mistake of the chapter-06 number exercises fails at least one hidden case."""
+    from course_lib.exercises import NUMBER_EXERCISES
+
+    for name in ("first_negative_increment", "amsgrad_state_bytes"):
+        exercise = NUMBER_EXERCISES[name]
+        cases = exercise.hidden_cases(torch.Generator().manual_seed(0))
+        for why, wrong in exercise.variants.items():
+            assert any(not exercise.is_right(c.args, wrong(*c.args)) for c in cases), (name, why)

@@ -393,3 +393,41 @@ def test_sign_step_explorer_recomputes_on_a_slider_change():
     widget.controls["snr"].value = 1.0
     assert widget.data["lion_right"] > low
     assert "downhill" in widget.status.value
+
+
+# --- chapter 06 -------------------------------------------------------------------------------
+
+
+def test_reddi_static_adam_fails_amsgrad_succeeds_with_the_papers_betas():
+    from course_lib.widgets import REDDI_VARIANTS, reddi_static
+
+    _, adam = reddi_static(C=3.0, variant="Adam", steps=900)
+    assert adam["beta2"] == pytest.approx(0.1) and adam["final_x"] > 0.9
+    for variant in list(REDDI_VARIANTS)[1:]:
+        _, ams = reddi_static(C=3.0, variant=variant, steps=900)
+        assert ams["final_x"] < -0.9, variant
+        assert not ams["diverged"]
+
+
+def test_reddi_static_bad_input():
+    from course_lib.widgets import reddi_static
+
+    with pytest.raises(ValueError, match="C > 2"):
+        reddi_static(C=2.0)
+    with pytest.raises(ValueError, match="unknown variant"):
+        reddi_static(variant="SGD")
+
+
+def test_reddi_explorer_reacts_and_shows_a_picture_without_a_kernel():
+    from course_lib.widgets import ReddiExplorer
+
+    ex = ReddiExplorer(steps=300)
+    assert "worst point" in ex.status.value
+    ex.controls["variant"].value = "AMSGrad (PyTorch: max of raw v)"
+    assert "the optimum" in ex.status.value
+    ex.controls["C"].value = 2.5  # β2 slider unchanged: still a valid problem
+    assert ex.error is None
+    bundle = ex._repr_mimebundle_()
+    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
+    assert all(t.get_fontsize() >= MIN_FONT_PT for t in ex.figure.findobj(matplotlib.text.Text)
+               if t.get_text())

@@ -180,3 +180,14 @@ from course_lib.exercises.sign_optimizers import (  # noqa: E402
 RULES[LION_STEP.name] = LION_STEP
 NUMBER_EXERCISES[LION_DECAY_STEPS.name] = LION_DECAY_STEPS
 OPTIMIZER_CLASS_EXERCISES[LION_BUG_HUNT.name] = LION_BUG_HUNT
+
+
+# --- chapter 06 -------------------------------------------------------------------------------
+from course_lib.exercises.amsgrad import (  # noqa: E402
+    AMSGRAD_CLASS,
+    AMSGRAD_STATE_BYTES,
+    FIRST_NEGATIVE_INCREMENT,
+)
+
+NUMBER_EXERCISES.update({e.name: e for e in (FIRST_NEGATIVE_INCREMENT, AMSGRAD_STATE_BYTES)})
+OPTIMIZER_CLASS_EXERCISES[AMSGRAD_CLASS.name] = AMSGRAD_CLASS

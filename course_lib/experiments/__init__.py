@@ -2,7 +2,6 @@
 
 Notebooks contain no library code, yet they measure things that need a loop or two. Each helper
 here does one such measurement, with the method written out in its docstring, and is tested.
-
 - ``stability``   where gradient methods diverge, iterations to a tolerance, sign flips
 - ``noise``       the stationary spread of SGD's iterates (∝ lr / batch size)
 - ``geometry``    the loss along lines and Bézier curves between networks (mode connectivity)
@@ -20,6 +19,7 @@ here does one such measurement, with the method written out in its docstring, an
 - ``weight_decay`` L2 vs decoupled decay: identities, per-coordinate decay, the lr × λ grid
 - ``sign_methods`` Lion's update sizes, decay per step and step time; Lion vs lion-pytorch and
   vs AdamW on digits; sign descent and Signum; the cost of an LSTM optimizer
+- ``amsgrad``     FTRL increments σ_t; Reddi et al.'s problem, failure region; AMSGrad conventions
 
 Import the module you need (``from course_lib.experiments.stability import bisect_threshold``);
 importing this package imports none of them.

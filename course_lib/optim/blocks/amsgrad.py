@@ -18,7 +18,9 @@ The first two coincide while :math:`\hat v_t` is non-decreasing (then both are :
 and differ after a large early gradient: the raw max of it is divided by a growing
 :math:`1-\beta_2^t` and decays, the corrected max stays. Only pre-correction keeps the denominator
 truly non-decreasing (the property the proof needs); post-correction is what PyTorch chose. Both
-cost one more buffer (Adam's state × 4/3); the memory-free heuristic has no convergence proof.
+cost one more buffer: Adam's state × 3/2, parameters + state × 4/3. The memory-free heuristic
+costs nothing and has no convergence proof. The paper's own Algorithm 2 has no bias correction at
+all (chapter 06 measures the three conventions).
 """
 
 from __future__ import annotations
