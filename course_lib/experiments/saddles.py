@@ -43,7 +43,9 @@ the runs that end nearer the flat minimum, with a Wilson confidence interval
 **A real network.** :func:`train_to_loss` trains an MLP on the digits until its full-batch
 training loss first falls below a target (runs are compared at *matched training loss*, not at a
 matched number of steps), and :func:`sharpness_at_matched_loss` measures the top Hessian
-eigenvalue there (:func:`course_lib.experiments.sharpness.top_hessian_eigenvalue`).
+eigenvalue there (:func:`digits_sharpness`, with
+:func:`course_lib.experiments.sharpness.top_hessian_eigenvalue`). :func:`rescaled_copy` is Dinh
+et al.'s (2017) counterpoint: the same function with another sharpness.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ __all__ = [
     "escape_time_table",
     "fisher_to_hessian_ratio",
     "saddle_gradient",
-    "sharpness_at_matched_loss",
+    "digits_sharpness",
+    "rescaled_copy",
     "train_to_loss",
     "wilson_interval",
 ]
@@ -199,6 +202,8 @@ def escape_steps(
     Every run starts at the saddle :math:`(0, 0)`; the answer for a run is the first step
     :math:`t \ge 1` after which :math:`|y| \ge` ``radius``, or ``inf`` if it is still inside
     after ``max_steps`` steps (a censored run: report how many). Shape ``(chains,)``, float64.
+    Raises ``ValueError`` if the runs diverge along the stable direction :math:`x` (some
+    :math:`|x| \ge 10^6` at the end, or not a number).
     Gradients from :func:`saddle_gradient`; optimizers and learning rates from
     :func:`chains_optimizer`. The loop stops early once every run has escaped.
     """
@@ -213,6 +218,8 @@ def escape_steps(
         steps[out] = t
         if not torch.isinf(steps).any():
             break
+    if not (w.detach()[:, 0].abs() < 1e6).all():  # |x| stays O(1) unless the runs blow up
+        raise ValueError(f"{name} diverged along the stable direction: lr={lr} is too large")
     return steps
 
 
@@ -407,14 +414,35 @@ def train_to_loss(
     return MatchedLossRun(name, seed, model, loss, max_epochs, False)
 
 
-def sharpness_at_matched_loss(run: MatchedLossRun) -> float:
-    """Top Hessian eigenvalue of the full-batch training loss at ``run``'s weights (power
+def digits_sharpness(model: nn.Module) -> float:
+    """Top Hessian eigenvalue of ``model``'s full-batch training loss on the digits (power
     iteration with Hessian-vector products, 200 iterations at most, relative tolerance 1e-5)."""
     from course_lib.data import load_digits_data
     from course_lib.experiments.sharpness import top_hessian_eigenvalue
 
     data = load_digits_data()
     result = top_hessian_eigenvalue(
-        run.model, nn.functional.cross_entropy, (data.X_train, data.y_train), iters=200, tol=1e-5
+        model, nn.functional.cross_entropy, (data.X_train, data.y_train), iters=200, tol=1e-5
     )
     return result.eigenvalue
+
+
+def rescaled_copy(model: nn.Sequential, alpha: float) -> nn.Sequential:
+    r"""A copy of the ReLU MLP ``Linear → ReLU → Linear`` with the first layer (weights and bias)
+    multiplied by :math:`\alpha > 0` and the second layer's weights divided by it. Since
+    :math:`\mathrm{relu}(\alpha z) = \alpha\,\mathrm{relu}(z)`, it computes the same function;
+    its Hessian is not the same (Dinh et al., ICML 2017, "Sharp Minima Can Generalize For Deep
+    Nets")."""
+    import copy
+
+    if alpha <= 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    first, last = model[0], model[-1]
+    if len(model) != 3 or not isinstance(first, nn.Linear) or not isinstance(last, nn.Linear):
+        raise ValueError("expected Sequential(Linear, ReLU, Linear)")
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        out[0].weight.mul_(alpha)
+        out[0].bias.mul_(alpha)
+        out[-1].weight.div_(alpha)
+    return out
