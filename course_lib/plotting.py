@@ -989,6 +989,8 @@ __all__ += ["plot_fisher_vs_hessian", "plot_step_factors", "plot_step_vs_snr", "
 
 # --- chapter 09 ---
 
+OPTIMIZER_COLORS = {"SGD": "C0", "Momentum": "C1", "Adam": "C2", "Adai": "C3"}  # one per name
+
 
 def plot_escape_times(
     table: Mapping[tuple[str, float], Any], max_steps: int, figsize=(11.0, 4.2)
@@ -1006,17 +1008,18 @@ def plot_escape_times(
         steps = np.sort(np.asarray(table[(name, hs[0])], dtype=float))
         frac = np.arange(1, len(steps) + 1) / len(steps)
         ok = np.isfinite(steps)
-        ax1.step(steps[ok], frac[ok], where="post", ls=LINESTYLES[i % 4], lw=1.8, label=name)
+        color = OPTIMIZER_COLORS.get(name)
+        ax1.step(steps[ok], frac[ok], where="post", ls=LINESTYLES[i % 4], lw=1.8, color=color)
         q = np.array([np.quantile(np.asarray(table[(name, h)], dtype=float), [0.25, 0.5, 0.75])
                       for h in hs])
         q = np.where(np.isfinite(q), q, np.nan)
-        ax2.plot(hs, q[:, 1], marker="o", ls=LINESTYLES[i % 4], lw=1.8, label=name)
-        ax2.fill_between(hs, q[:, 0], q[:, 2], alpha=0.15)
+        ax2.plot(hs, q[:, 1], marker="o", ls=LINESTYLES[i % 4], lw=1.8, color=color, label=name)
+        ax2.fill_between(hs, q[:, 0], q[:, 2], alpha=0.12, color=color)
     ax1.set_xscale("log")
     ax1.set_xlabel("steps to leave the saddle (|y| ≥ 1), log scale")
     ax1.set_ylabel("fraction of runs that have left")
-    ax1.set_title(f"distribution over runs, curvature h = {hs[0]:g}\n"
-                  f"(curves end below 1: runs still there after {max_steps} steps)",
+    ax1.set_title(f"distribution over runs at h = {hs[0]:g} (colours as on the right)\n"
+                  f"curves end below 1: runs still there after {max_steps} steps",
                   fontsize=MIN_FONT_PT + 1)
     ax1.grid(alpha=0.3)
     ax2.set_xscale("log")
@@ -1044,7 +1047,8 @@ def plot_basin_fractions(
         frac = np.array([by_lr[lr].fraction for lr in lrs])
         err = np.array([[by_lr[lr].fraction - by_lr[lr].low, by_lr[lr].high - by_lr[lr].fraction]
                         for lr in lrs]).T
-        ax.errorbar(lrs, frac, yerr=err, marker="o", capsize=3, ls=LINESTYLES[i % 4], label=name)
+        ax.errorbar(lrs, frac, yerr=err, marker="o", capsize=3, ls=LINESTYLES[i % 4], label=name,
+                    color=OPTIMIZER_COLORS.get(name))
     ax.axhline(0.5, color="k", ls=":", lw=1)
     ax.set_xscale("log")
     ax.set_ylim(0.3, 1.05)
@@ -1065,12 +1069,14 @@ def plot_sharpness(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=figsize, dpi=MIN_DPI)
-    for i, vals in enumerate(values.values()):
+    for i, (name, vals) in enumerate(values.items()):
         vals = np.asarray(vals, dtype=float)
-        ax.plot(np.full(len(vals), i) + np.linspace(-0.08, 0.08, len(vals)), vals, "o", ms=6)
+        ax.plot(np.full(len(vals), i) + np.linspace(-0.08, 0.08, len(vals)), vals, "o", ms=6,
+                color=OPTIMIZER_COLORS.get(name))
         ax.hlines(vals.mean(), i - 0.25, i + 0.25, color="k", lw=2)
     ax.set_xticks(range(len(values)), list(values))
     ax.set_xlim(-0.6, len(values) - 0.4)
+    ax.set_ylim(0, None)
     ax.set_ylabel("top Hessian eigenvalue λ_max")
     ax.set_title(f"digits MLP at training loss < {target:g} (dots: seeds, bar: mean)",
                  fontsize=MIN_FONT_PT + 1)

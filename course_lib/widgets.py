@@ -811,6 +811,15 @@ class BiasCorrectionExplorer(_Explorer):
 # --- chapter 09 ---
 
 
+def _lr_note(optimizer: str, lr: float) -> str:
+    """The learning rates the runs really use (chains_optimizer's convention)."""
+    if optimizer == "Momentum":
+        return f"SGD lr {lr:g}, Momentum lr {lr / 10:g} (μ 0.9)"
+    if optimizer == "Adam":
+        return f"SGD lr {lr:g}, Adam lr {lr / 10:g}"
+    return f"lr {lr:g}"
+
+
 def escape_static(
     optimizer: str = "Adai",
     curvature: float = 0.01,
@@ -836,6 +845,7 @@ def escape_static(
     diverged, never plotted.
     """
     from course_lib.experiments.saddles import OPTIMIZERS, basin_fractions, escape_steps
+    from course_lib.plotting import OPTIMIZER_COLORS
 
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
@@ -864,27 +874,28 @@ def escape_static(
         left = s[np.isfinite(s)]
         label = f"{name}: median {np.median(s):.0f}" if np.isfinite(np.median(s)) else name
         ax1.hist(left, bins=bins, histtype="step" if i == 0 else "stepfilled",
-                 alpha=1.0 if i == 0 else 0.5, color="0.3" if i == 0 else None, lw=1.8,
+                 alpha=1.0 if i == 0 else 0.5, color="0.3" if i == 0 else OPTIMIZER_COLORS[name],
+                 lw=1.8,
                  label=f"{label}, stuck {len(s) - len(left)}/{len(s)}")
     ax1.set_xscale("log")
     ax1.set_xlabel("steps to leave the saddle (log scale)")
     ax1.set_ylabel("runs")
-    ax1.set_title(f"saddle, h = {curvature:g}, B = {batch_size}, lr = {saddle_lr:g}",
+    ax1.set_title(f"saddle, h = {curvature:g}, B = {batch_size}; {_lr_note(optimizer, saddle_lr)}",
                   fontsize=MIN_FONT_PT + 1)
     ax1.grid(alpha=0.3)
     add_legend(ax1, "below")
     for i, (name, r) in enumerate(basins.items()):
-        ax2.bar(i, r.fraction, color="0.6" if name == "SGD" else "C0")
+        ax2.bar(i, r.fraction, color="0.6" if name == "SGD" else OPTIMIZER_COLORS[name])
         ax2.errorbar(i, r.fraction, yerr=[[r.fraction - r.low], [r.high - r.fraction]],
                      color="k", capsize=4)
     ax2.set_xticks(range(len(basins)), list(basins))
     ax2.axhline(0.5, color="k", ls=":", lw=1)
     ax2.set_ylim(0, 1.05)
     ax2.set_ylabel("fraction ending in the flat basin")
-    ax2.set_title(f"sharp vs flat basin, B = {batch_size}, lr = {basin_lr:g} (0.5: no preference)",
-                  fontsize=MIN_FONT_PT + 1)
-    for ax in (ax1, ax2):
-        if not ax.has_data():
+    ax2.set_title(f"flat-basin fraction (0.5: none), B = {batch_size}; "
+                  f"{_lr_note(optimizer, basin_lr)}", fontsize=MIN_FONT_PT + 1)
+    for ax, shown in ((ax1, steps), (ax2, basins)):
+        if len(shown) < len(names):  # some run blew up: say so, never plot it
             ax.text(0.5, 0.5, "diverged", ha="center", va="center", transform=ax.transAxes,
                     fontsize=MIN_FONT_PT + 4, color="#b00")
     fig.tight_layout()

@@ -629,3 +629,31 @@ def test_after_the_warm_up_a_measure_exercise_imports_nothing_new():
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
+
+
+# --- chapter 09 ---
+
+
+@pytest.mark.slow
+def test_chapter_09_solutions_full_marks_blank_exercises_zero(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "teacher.ipynb").write_bytes((SOLUTIONS / "09_adai.ipynb").read_bytes())
+    (inbox / "blank.ipynb").write_bytes((EXERCISES / "09_adai.ipynb").read_bytes())
+    out = tmp_path / "out"
+    assert cli_main(["grade", "-a", "09_adai", str(inbox), "-o", str(out), "--no-progress"]) == 0
+    totals: dict[str, float] = {}
+    with open(out / "gradebook.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            totals[row["student"]] = totals.get(row["student"], 0.0) + float(row["score"])
+    assert totals == {"teacher": 6, "blank": 0}
+
+
+def test_chapter_09_points_come_from_solutions():
+    a = load_assignment("09_adai")
+    assert [q.grade_id for q in a.questions] == [
+        "adai_beta1",
+        "sgd_saddle_escape_step",
+        "median_escape_steps",
+    ]
+    assert a.max_score == 6

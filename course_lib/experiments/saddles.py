@@ -332,13 +332,17 @@ def basin_fractions(
 ) -> BasinResult:
     r"""Half of ``chains`` runs of ``name`` start in the sharp minimum, half in the flat one;
     after ``steps`` noisy steps (:meth:`TwoBasins.noisy_gradient`) count those nearer the flat
-    minimum. A fraction of 0.5 is no preference, 1 a run always ends in the flat basin."""
+    minimum. A fraction of 0.5 is no preference, 1 a run always ends in the flat basin. If the
+    runs blow up (some coordinate beyond :math:`10^6`) they stop and ``final`` is NaN: diverged."""
     basins = basins or TwoBasins()
     gen = torch.Generator().manual_seed(seed)
     start = basins.minima[torch.arange(chains) % 2].clone()
     w = start.requires_grad_(True)
     opt = chains_optimizer(name, w, lr, adam_lr)
     for _ in range(steps):
+        if not (w.detach().abs() < 1e6).all():  # blown up: stop, the caller sees non-finite
+            w.data.fill_(math.nan)
+            break
         w.grad = basins.noisy_gradient(w.detach(), batch_size, gen)
         opt.step()
     final = w.detach().clone()
