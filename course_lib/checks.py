@@ -1038,3 +1038,32 @@ def check_amsgrad_state_bytes(amsgrad_state_bytes: Callable, seed: int = 0) -> b
 
 
 __all__ += ["check_amsgrad", "check_amsgrad_state_bytes", "check_first_negative_increment"]
+
+
+# --- chapter 09 ---
+from course_lib.exercises.adai import MEDIAN_ESCAPE_STEPS, SGD_SADDLE_ESCAPE_STEP  # noqa: E402
+
+
+def check_adai_beta1(adai_beta1: Callable, seed: int = 0) -> bool:
+    """Check ``adai_beta1(v_hat_a, v_hat_b, beta0, eps) -> (beta1_a, beta1_b)`` (Adai's inertia,
+    the mean over both tensors)."""
+    return _check_rule("adai_beta1", adai_beta1, seed)
+
+
+def check_sgd_saddle_escape_step(sgd_saddle_escape_step: Callable) -> bool:
+    """Check ``sgd_saddle_escape_step(lr, curvature, batch_size, radius) -> int``: the first step
+    at which linearised SGD's standard deviation along the escape direction reaches ``radius``."""
+    what = "the escape step"
+    n_cases = _run_number_function(SGD_SADDLE_ESCAPE_STEP, sgd_saddle_escape_step, what)
+    print(f"✓ sgd_saddle_escape_step: all {n_cases} cases are right. Well done!")
+    return True
+
+
+def check_median_escape_steps(median_escape_steps: Callable) -> bool:
+    """Check a *measurement*: ``median_escape_steps(seed)`` against the reference measurement
+    (within 12 %: another random stream moves the median of 1000 runs by about 3 %)."""
+    _run_measured_function(
+        MEDIAN_ESCAPE_STEPS, median_escape_steps, "the median number of steps to leave the saddle"
+    )
+    print("✓ median_escape_steps: your measurement agrees with the reference. Well done!")
+    return True

@@ -1186,3 +1186,101 @@ def plot_v_hat_sequences(
 
 
 __all__ += ["plot_failure_map", "plot_online_runs", "plot_v_hat_sequences"]
+
+
+# --- chapter 09 ---
+
+OPTIMIZER_COLORS = {"SGD": "C0", "Momentum": "C1", "Adam": "C2", "Adai": "C3"}  # one per name
+
+
+def plot_escape_times(
+    table: Mapping[tuple[str, float], Any], max_steps: int, figsize=(11.0, 4.2)
+) -> tuple[Figure, Sequence[Axes]]:
+    """Saddle escape, two panels. Left: the distribution (empirical CDF) of the steps each run
+    needed, per optimizer, at the smallest curvature. Right: the median against the curvature
+    (log-log) with the 25–75 % range as a band. ``table[(optimizer, curvature)]`` holds the steps
+    of every run (``inf`` = still at the saddle after ``max_steps``)."""
+    names = list(dict.fromkeys(n for n, _ in table))
+    hs = sorted({h for _, h in table})
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=figsize, dpi=MIN_DPI)
+    for i, name in enumerate(names):
+        steps = np.sort(np.asarray(table[(name, hs[0])], dtype=float))
+        frac = np.arange(1, len(steps) + 1) / len(steps)
+        ok = np.isfinite(steps)
+        color = OPTIMIZER_COLORS.get(name)
+        ax1.step(steps[ok], frac[ok], where="post", ls=LINESTYLES[i % 4], lw=1.8, color=color)
+        q = np.array([np.quantile(np.asarray(table[(name, h)], dtype=float), [0.25, 0.5, 0.75])
+                      for h in hs])
+        q = np.where(np.isfinite(q), q, np.nan)
+        ax2.plot(hs, q[:, 1], marker="o", ls=LINESTYLES[i % 4], lw=1.8, color=color, label=name)
+        ax2.fill_between(hs, q[:, 0], q[:, 2], alpha=0.12, color=color)
+    ax1.set_xscale("log")
+    ax1.set_xlabel("steps to leave the saddle (|y| ≥ 1), log scale")
+    ax1.set_ylabel("fraction of runs that have left")
+    ax1.set_title(f"distribution over runs at h = {hs[0]:g} (colours as on the right)\n"
+                  f"curves end below 1: runs still there after {max_steps} steps",
+                  fontsize=MIN_FONT_PT + 1)
+    ax1.grid(alpha=0.3)
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlabel("negative curvature h along y (log scale)")
+    ax2.set_ylabel("median steps to leave (log scale)")
+    ax2.set_title("median and 25–75 % range of the runs", fontsize=MIN_FONT_PT + 1)
+    ax2.grid(alpha=0.3, which="both")
+    add_legend(ax2, "right")
+    fig.tight_layout()
+    return fig, (ax1, ax2)
+
+
+def plot_basin_fractions(
+    sweep: Mapping[str, Mapping[float, Any]], figsize=(7.5, 4.0)
+) -> tuple[Figure, Axes]:
+    """Fraction of runs that end in the flat basin against the learning rate, per optimizer,
+    with 95 % Wilson intervals as error bars; 0.5 (dotted) is no preference.
+    ``sweep[optimizer][lr]`` is a :class:`course_lib.experiments.saddles.BasinResult`."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=figsize, dpi=MIN_DPI)
+    for i, (name, by_lr) in enumerate(sweep.items()):
+        lrs = sorted(by_lr)
+        frac = np.array([by_lr[lr].fraction for lr in lrs])
+        err = np.array([[by_lr[lr].fraction - by_lr[lr].low, by_lr[lr].high - by_lr[lr].fraction]
+                        for lr in lrs]).T
+        ax.errorbar(lrs, frac, yerr=err, marker="o", capsize=3, ls=LINESTYLES[i % 4], label=name,
+                    color=OPTIMIZER_COLORS.get(name))
+    ax.axhline(0.5, color="k", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_ylim(0.3, 1.05)
+    ax.set_xlabel("learning rate (log scale; Momentum: effective lr/(1−μ))")
+    ax.set_ylabel("fraction of runs ending in the flat basin")
+    ax.set_title("half the runs start in each minimum; 0.5 = no preference",
+                 fontsize=MIN_FONT_PT + 1)
+    ax.grid(alpha=0.3, which="both")
+    add_legend(ax, "right")
+    fig.tight_layout()
+    return fig, ax
+
+
+def plot_sharpness(
+    values: Mapping[str, Sequence[float]], target: float, figsize=(6.0, 3.6)
+) -> tuple[Figure, Axes]:
+    """Top Hessian eigenvalue at matched training loss: one dot per seed, a bar at the mean."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=figsize, dpi=MIN_DPI)
+    for i, (name, vals) in enumerate(values.items()):
+        vals = np.asarray(vals, dtype=float)
+        ax.plot(np.full(len(vals), i) + np.linspace(-0.08, 0.08, len(vals)), vals, "o", ms=6,
+                color=OPTIMIZER_COLORS.get(name))
+        ax.hlines(vals.mean(), i - 0.25, i + 0.25, color="k", lw=2)
+    ax.set_xticks(range(len(values)), list(values))
+    ax.set_xlim(-0.6, len(values) - 0.4)
+    ax.set_ylim(0, None)
+    ax.set_ylabel("top Hessian eigenvalue λ_max")
+    ax.set_title(f"digits MLP at training loss < {target:g} (dots: seeds, bar: mean)",
+                 fontsize=MIN_FONT_PT + 1)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig, ax

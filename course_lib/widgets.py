@@ -1153,3 +1153,136 @@ class ReddiExplorer(_Explorer):
 
 
 __all__ += ["REDDI_VARIANTS", "ReddiExplorer", "reddi_static"]
+
+
+# --- chapter 09 ---
+
+
+def _lr_note(optimizer: str, lr: float) -> str:
+    """The learning rates the runs really use (chains_optimizer's convention)."""
+    if optimizer == "Momentum":
+        return f"SGD lr {lr:g}, Momentum lr {lr / 10:g} (μ 0.9)"
+    if optimizer == "Adam":
+        return f"SGD lr {lr:g}, Adam lr {lr / 10:g}"
+    return f"lr {lr:g}"
+
+
+def escape_static(
+    optimizer: str = "Adai",
+    curvature: float = 0.01,
+    batch_size: int = 1,
+    *,
+    saddle_lr: float = 0.5,
+    basin_lr: float = 0.02,
+    chains: int = 100,
+    max_steps: int = 1000,
+    basin_steps: int = 600,
+    seed: int = 0,
+    fig: Figure | None = None,
+) -> tuple[Figure, dict[str, Any]]:
+    """Noise level, curvature and optimizer → escape-time histogram and basin fractions.
+
+    Left: the steps each of ``chains`` runs needs to leave the saddle ½x² − ½·h·y² (h =
+    ``curvature``) under gradient noise of covariance |H|/B (B = ``batch_size``), for
+    ``optimizer`` and for SGD (:func:`course_lib.experiments.saddles.escape_steps`, lr
+    ``saddle_lr``). Right: the fraction of runs that end in the flat basin of the sharp/flat
+    landscape, with 95 % Wilson intervals (:func:`~course_lib.experiments.saddles.basin_fractions`,
+    lr ``basin_lr``). Learning rates follow :func:`~course_lib.experiments.saddles.chains_optimizer`
+    (Momentum lr/10 with μ = 0.9, Adam lr/10). A run whose iterates blow up is reported as
+    diverged, never plotted.
+    """
+    from course_lib.experiments.saddles import OPTIMIZERS, basin_fractions, escape_steps
+    from course_lib.plotting import OPTIMIZER_COLORS
+
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if not (curvature > 0 and batch_size >= 1):
+        raise ValueError("need curvature > 0 and batch_size >= 1")
+    names = ["SGD"] if optimizer == "SGD" else ["SGD", optimizer]
+    kw = dict(lr=saddle_lr, chains=chains, max_steps=max_steps, batch_size=batch_size, seed=seed)
+    steps, basins, diverged = {}, {}, []
+    for name in names:
+        try:
+            steps[name] = escape_steps(name, curvature, **kw).numpy()
+        except ValueError:
+            diverged.append(f"{name} (saddle)")
+        res = basin_fractions(
+            name, lr=basin_lr, batch_size=batch_size, chains=chains, steps=basin_steps, seed=seed
+        )
+        if torch.isfinite(res.final).all():
+            basins[name] = res
+        else:
+            diverged.append(f"{name} (basins)")
+    fig = _new_figure(fig, (11.0, 4.2))
+    ax1 = fig.add_subplot(1, 2, 1)
+    ax2 = fig.add_subplot(1, 2, 2)
+    bins = np.logspace(0, np.log10(max_steps), 30)
+    for i, (name, s) in enumerate(steps.items()):
+        left = s[np.isfinite(s)]
+        label = f"{name}: median {np.median(s):.0f}" if np.isfinite(np.median(s)) else name
+        ax1.hist(left, bins=bins, histtype="step" if i == 0 else "stepfilled",
+                 alpha=1.0 if i == 0 else 0.5, color="0.3" if i == 0 else OPTIMIZER_COLORS[name],
+                 lw=1.8,
+                 label=f"{label}, stuck {len(s) - len(left)}/{len(s)}")
+    ax1.set_xscale("log")
+    ax1.set_xlabel("steps to leave the saddle (log scale)")
+    ax1.set_ylabel("runs")
+    ax1.set_title(f"saddle, h = {curvature:g}, B = {batch_size}; {_lr_note(optimizer, saddle_lr)}",
+                  fontsize=MIN_FONT_PT + 1)
+    ax1.grid(alpha=0.3)
+    add_legend(ax1, "below")
+    for i, (name, r) in enumerate(basins.items()):
+        ax2.bar(i, r.fraction, color="0.6" if name == "SGD" else OPTIMIZER_COLORS[name])
+        ax2.errorbar(i, r.fraction, yerr=[[r.fraction - r.low], [r.high - r.fraction]],
+                     color="k", capsize=4)
+    ax2.set_xticks(range(len(basins)), list(basins))
+    ax2.axhline(0.5, color="k", ls=":", lw=1)
+    ax2.set_ylim(0, 1.05)
+    ax2.set_ylabel("fraction ending in the flat basin")
+    ax2.set_title(f"flat-basin fraction (0.5: none), B = {batch_size}; "
+                  f"{_lr_note(optimizer, basin_lr)}", fontsize=MIN_FONT_PT + 1)
+    for ax, shown in ((ax1, steps), (ax2, basins)):
+        if len(shown) < len(names):  # some run blew up: say so, never plot it
+            ax.text(0.5, 0.5, "diverged", ha="center", va="center", transform=ax.transAxes,
+                    fontsize=MIN_FONT_PT + 4, color="#b00")
+    fig.tight_layout()
+    data = {"steps": steps, "basins": basins, "diverged": diverged}
+    return fig, data
+
+
+class EscapeExplorer(_Explorer):
+    """Optimizer, curvature and batch size (noise level) as controls. Static twin:
+    :func:`escape_static`."""
+
+    def __init__(self, optimizer: str = "Adai", curvature: float = 0.01, batch_size: int = 1):
+        from course_lib.experiments.saddles import OPTIMIZERS
+
+        c = {
+            "optimizer": W.Dropdown(options=list(OPTIMIZERS), value=optimizer,
+                                    description="optimizer"),
+            "curvature": W.FloatLogSlider(value=curvature, base=10, min=-3, max=-1, step=0.25,
+                                          description="curvature h", continuous_update=False),
+            "batch_size": W.IntSlider(value=batch_size, min=1, max=16, description="batch B",
+                                      continuous_update=False),
+        }
+        super().__init__(c, [W.HBox(list(c.values()))], (11.0, 4.2))
+        self.update()
+
+    def _compute(self):
+        return escape_static(
+            self.controls["optimizer"].value,
+            float(self.controls["curvature"].value),
+            int(self.controls["batch_size"].value),
+            fig=self.figure,
+        )
+
+    def _status_html(self) -> str:
+        parts = []
+        for name, s in self.data["steps"].items():
+            parts.append(f"{name}: median {np.median(s):.0f} steps to leave the saddle")
+        for name, r in self.data["basins"].items():
+            parts.append(f"{name}: {r.fraction:.0%} in the flat basin "
+                         f"(95 % CI {r.low:.0%}–{r.high:.0%})")
+        if self.data["diverged"]:
+            parts.append("diverged: " + ", ".join(self.data["diverged"]))
+        return _escape("; ".join(parts))

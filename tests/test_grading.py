@@ -703,3 +703,31 @@ def test_chapter_06_probes_reject_every_classic_mistake():
         cases = exercise.hidden_cases(torch.Generator().manual_seed(0))
         for why, wrong in exercise.variants.items():
             assert any(not exercise.is_right(c.args, wrong(*c.args)) for c in cases), (name, why)
+
+
+# --- chapter 09 ---
+
+
+@pytest.mark.slow
+def test_chapter_09_solutions_full_marks_blank_exercises_zero(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "teacher.ipynb").write_bytes((SOLUTIONS / "09_adai.ipynb").read_bytes())
+    (inbox / "blank.ipynb").write_bytes((EXERCISES / "09_adai.ipynb").read_bytes())
+    out = tmp_path / "out"
+    assert cli_main(["grade", "-a", "09_adai", str(inbox), "-o", str(out), "--no-progress"]) == 0
+    totals: dict[str, float] = {}
+    with open(out / "gradebook.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            totals[row["student"]] = totals.get(row["student"], 0.0) + float(row["score"])
+    assert totals == {"teacher": 6, "blank": 0}
+
+
+def test_chapter_09_points_come_from_solutions():
+    a = load_assignment("09_adai")
+    assert [q.grade_id for q in a.questions] == [
+        "adai_beta1",
+        "sgd_saddle_escape_step",
+        "median_escape_steps",
+    ]
+    assert a.max_score == 6

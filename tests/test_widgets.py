@@ -431,3 +431,49 @@ def test_reddi_explorer_reacts_and_shows_a_picture_without_a_kernel():
     assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
     assert all(t.get_fontsize() >= MIN_FONT_PT for t in ex.figure.findobj(matplotlib.text.Text)
                if t.get_text())
+
+
+# --- chapter 09 ---
+
+
+def test_escape_static_compares_with_sgd_and_reports_basins():
+    fig, d = CW.escape_static("Adai", curvature=0.05, chains=40, max_steps=400, basin_steps=100)
+    assert set(d["steps"]) == {"SGD", "Adai"} and set(d["basins"]) == {"SGD", "Adai"}
+    assert not d["diverged"] and len(fig.axes) == 2
+    assert all(0 <= r.fraction <= 1 for r in d["basins"].values())
+    titles = " ".join(ax.get_title() for ax in fig.axes)
+    assert "lr 0.5" in titles and "h = 0.05" in titles
+    assert not _small_texts(fig)
+
+
+def test_escape_static_says_diverged_and_plots_no_nan():
+    fig, d = CW.escape_static(
+        "SGD", saddle_lr=2.5, basin_lr=30.0, chains=20, max_steps=300, basin_steps=100
+    )
+    assert d["diverged"] == ["SGD (saddle)", "SGD (basins)"]
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert texts.count("diverged") == 2
+
+
+def test_escape_static_names_the_learning_rates_it_uses():
+    fig, _ = CW.escape_static("Adam", chains=20, max_steps=200, basin_steps=50)
+    assert "Adam lr 0.05" in fig.axes[0].get_title()
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        CW.escape_static("Lion")
+
+
+def test_escape_explorer_recomputes_on_change(monkeypatch):
+    calls = []
+    real = CW.escape_static
+
+    def small(*args, **kwargs):
+        calls.append(args)
+        return real(*args, chains=20, max_steps=200, basin_steps=50, fig=kwargs["fig"])
+
+    monkeypatch.setattr(CW, "escape_static", small)
+    ex = CW.EscapeExplorer()
+    assert "Adai: median" in ex.status.value and "flat basin" in ex.status.value
+    ex.controls["optimizer"].value = "Momentum"
+    assert calls[-1][0] == "Momentum" and "Momentum: median" in ex.status.value
+    ex.controls["batch_size"].value = 4
+    assert calls[-1][2] == 4

@@ -191,3 +191,15 @@ from course_lib.exercises.amsgrad import (  # noqa: E402
 
 NUMBER_EXERCISES.update({e.name: e for e in (FIRST_NEGATIVE_INCREMENT, AMSGRAD_STATE_BYTES)})
 OPTIMIZER_CLASS_EXERCISES[AMSGRAD_CLASS.name] = AMSGRAD_CLASS
+
+
+# --- chapter 09 ---
+# Adai's β1 (implement), SGD's escape step from a noisy saddle (derive), an escape time (measure)
+from course_lib.exercises.adai import (  # noqa: E402
+    ADAI_BETA1,
+    MEDIAN_ESCAPE_STEPS,
+    SGD_SADDLE_ESCAPE_STEP,
+)
+
+RULES[ADAI_BETA1.name] = ADAI_BETA1
+NUMBER_EXERCISES.update({e.name: e for e in (SGD_SADDLE_ESCAPE_STEP, MEDIAN_ESCAPE_STEPS)})

@@ -20,6 +20,7 @@ here does one such measurement, with the method written out in its docstring, an
 - ``sign_methods`` Lion's update sizes, decay per step and step time; Lion vs lion-pytorch and
   vs AdamW on digits; sign descent and Signum; the cost of an LSTM optimizer
 - ``amsgrad``     FTRL increments σ_t; Reddi et al.'s problem, failure region; AMSGrad conventions
+- ``saddles``     saddle escape under noise ≈ H/B, flat-basin fractions, sharpness at matched loss
 
 Import the module you need (``from course_lib.experiments.stability import bisect_threshold``);
 importing this package imports none of them.

@@ -31,6 +31,12 @@ def global_mean(shares: list[tuple[Tensor, int]]) -> Tensor:
     Adai compares each :math:`\hat v` with this mean over the whole model, so no group can finish
     its step before every group has contributed its share (a per-parameter callback could not
     compute it). Returns a 0-d tensor.
+
+    Which elements count, as in the official code (``zeke-xie/adaptive-inertia-adai``,
+    ``adai.py``, whose first loop skips ``p.grad is None`` and adds ``p.numel()``): every element
+    of every parameter *that has a gradient this step*, in every param group, each
+    :math:`\hat v` divided by its own parameter's bias correction :math:`1-\beta_2^{t}`.
+    Parameters without a gradient neither contribute nor move.
     """
     total = sum(s for s, _ in shares)
     return total / sum(n for _, n in shares)
