@@ -94,9 +94,13 @@ class SGDW(SGD):
 
     The decay multiplies the *weights* by :math:`1-\eta\lambda` (with the same learning rate as
     the step, the convention of ``torch.optim.AdamW``) and never enters the velocity: with zero
-    gradients, :math:`w_{t+1} = (1-\eta\lambda)\,w_t` exactly, whatever the momentum. (In the
-    paper the schedule multiplier :math:`\eta_t` scales both terms and the decay is
-    :math:`\eta_t\lambda`; here ``lr`` plays :math:`\eta_t`, so a scheduler scales both.) With
+    gradients, :math:`w_{t+1} = (1-\eta\lambda)\,w_t` exactly, whatever the momentum. The
+    paper's Algorithm 1 writes it differently: the velocity holds the scaled step,
+    :math:`m_t = \beta_1 m_{t-1} + \eta_t\alpha\,g_t`, and the decay is :math:`\eta_t\lambda\,w`
+    *without* the base rate :math:`\alpha`. Here ``lr`` is :math:`\eta = \eta_t\alpha`, so
+    :math:`\lambda_{\text{paper}} = \alpha\,\lambda` and a scheduler scales both terms. (The two
+    velocity forms also differ whenever the lr changes during training: the paper's velocity
+    keeps the old rates, PyTorch's form multiplies the whole velocity by the new one.) With
     ``weight_decay=0`` it *is* :class:`SGD`. torch has no SGDW; ``torch_optimizer.SGDW`` applies the
     decay differently, so it is not a reference. Same arguments as :class:`SGD`.
     """
