@@ -161,3 +161,14 @@ def prepare() -> None:
         if getattr(exercise, "prepare", None) is not None:
             exercise.prepare()
 
+
+
+# --- chapter 08 ---: RAdam's switch step and rectifier, the Adan bug hunt
+from course_lib.exercises.rectification import (  # noqa: E402
+    ADAN_BUG_HUNT,
+    FIRST_RECTIFIED_STEP,
+    RADAM_RECTIFIER,
+)
+
+NUMBER_EXERCISES.update({e.name: e for e in (FIRST_RECTIFIED_STEP, RADAM_RECTIFIER)})
+OPTIMIZER_CLASS_EXERCISES[ADAN_BUG_HUNT.name] = ADAN_BUG_HUNT
