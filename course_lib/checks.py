@@ -1067,3 +1067,40 @@ def check_median_escape_steps(median_escape_steps: Callable) -> bool:
     )
     print("✓ median_escape_steps: your measurement agrees with the reference. Well done!")
     return True
+
+
+# --- chapter 08 ---
+
+
+def check_first_rectified_step(first_rectified_step: Callable, seed: int = 0) -> bool:
+    """Check ``first_rectified_step(beta2, threshold) -> int``: the first step t ≥ 1 at which
+    RAdam's ρ_t exceeds ``threshold`` (its first rectified step)."""
+    from course_lib.exercises.rectification import FIRST_RECTIFIED_STEP
+
+    what = "first_rectified_step(beta2, threshold)"
+    n_cases = _run_number_function(FIRST_RECTIFIED_STEP, first_rectified_step, what, seed)
+    print(f"✓ first_rectified_step: all {n_cases} cases match. Well done!")
+    return True
+
+
+def check_radam_rectifier(radam_rectifier: Callable, seed: int = 0) -> bool:
+    """Check ``radam_rectifier(beta2, t) -> float``: RAdam's rectification factor r_t at a step
+    t with ρ_t > 5."""
+    from course_lib.exercises.rectification import RADAM_RECTIFIER
+
+    what = "radam_rectifier(beta2, t)"
+    n_cases = _run_number_function(RADAM_RECTIFIER, radam_rectifier, what, seed)
+    print(f"✓ radam_rectifier: all {n_cases} cases match. Well done!")
+    return True
+
+
+def check_adan_bug_hunt(cls, seed: int = 0) -> bool:
+    """Check a repaired Adan class ``cls(params, lr, betas, eps, weight_decay)`` against
+    ``course_lib.optim.Adan``: says on which quadratic and after which step it differs, never
+    what the bug is."""
+    from course_lib.exercises.rectification import ADAN_BUG_HUNT
+
+    return _check_optimizer_class(ADAN_BUG_HUNT, cls, seed)
+
+
+__all__ += ["check_adan_bug_hunt", "check_first_rectified_step", "check_radam_rectifier"]

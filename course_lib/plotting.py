@@ -1284,3 +1284,58 @@ def plot_sharpness(
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return fig, ax
+
+
+# --- chapter 08 ---
+
+
+def plot_adaptive_lr_spread(spread: Any, ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """Variance of Adam's adaptive learning rate per step, with and without RAdam's rectifier,
+    against the long-run variance the rectifier aims at (log-log; from
+    :func:`course_lib.experiments.rectification.simulate_adaptive_lr`)."""
+    fig, ax = _fig_ax(ax, figsize=(8.0, 4.2))
+    ax.loglog(spread.t, spread.var_adam, "-", lw=2, label=r"Adam: Var[$\psi_t$]")
+    ax.loglog(spread.t, spread.var_rectified, "--", lw=2, label=r"RAdam: Var[$r_t\,\psi_t$]")
+    ax.axhline(spread.var_limit, color="k", ls=":", lw=1.2, label=r"target Var$_\infty$")
+    ax.set_xlabel("step t (log scale)")
+    ax.set_ylabel("variance over runs (units of 1/σ², log scale)")
+    ax.set_title(
+        f"adaptive lr ψ_t = √((1−β2^t)/v_t), β2 = {spread.beta2:g}, "
+        f"N(0, 1) gradients, {spread.runs:,} runs",
+        fontsize=MIN_FONT_PT + 1,
+    )
+    ax.grid(alpha=0.3, which="both")
+    add_legend(ax, "right")
+    fig.tight_layout()
+    return fig, ax
+
+
+def plot_lr_grid(grid: Any, title: str, ax: Axes | None = None) -> tuple[Figure, Axes]:
+    """Final training loss against the learning rate, one line per optimizer: the median over
+    seeds with a band from the best to the worst seed; diverged runs are drawn at the top of the
+    axes as crosses labelled "diverged" (from
+    :func:`course_lib.experiments.rectification.train_grid`)."""
+    fig, ax = _fig_ax(ax, figsize=(8.0, 4.2))
+    finite = np.concatenate([v[np.isfinite(v)] for v in grid.loss.values()])
+    top = float(finite.max()) * 3 if finite.size else 1.0
+    for i, (name, loss) in enumerate(grid.loss.items()):
+        lrs = np.asarray(grid.lrs[name])
+        shown = np.where(np.isfinite(loss), loss, np.nan)
+        med = np.nanmedian(np.where(np.isfinite(loss), loss, top), axis=1)
+        (line,) = ax.loglog(lrs, med, LINESTYLES[i % 4], marker="o", lw=2, label=name)
+        ax.fill_between(lrs, np.nanmin(shown, axis=1), np.nanmax(shown, axis=1),
+                        color=line.get_color(), alpha=0.15)
+        bad = ~np.isfinite(loss).all(axis=1)
+        if bad.any():
+            ax.plot(lrs[bad], np.full(bad.sum(), top), "x", ms=9, color=line.get_color(),
+                    label=f"{name}: diverged")
+    ax.set_xlabel("learning rate η (log scale)")
+    ax.set_ylabel("training loss, last epoch (log scale)")
+    ax.set_title(title, fontsize=MIN_FONT_PT + 1)
+    ax.grid(alpha=0.3, which="both")
+    add_legend(ax, "right")
+    fig.tight_layout()
+    return fig, ax
+
+
+__all__ += ["plot_adaptive_lr_spread", "plot_lr_grid"]

@@ -1286,3 +1286,123 @@ class EscapeExplorer(_Explorer):
         if self.data["diverged"]:
             parts.append("diverged: " + ", ".join(self.data["diverged"]))
         return _escape("; ".join(parts))
+
+
+# --- chapter 08 ---
+
+
+def rectification_static(
+    beta2: float = 0.999,
+    threshold: float = 5.0,
+    steps: int = 200,
+    *,
+    fig: Figure | None = None,
+) -> tuple[Figure, dict[str, Any]]:
+    """RAdam's rectification for one β2: ρ_t and the switch step, r_t, and the variance of the
+    adaptive learning rate with and without the rectifier.
+
+    Left: :math:`\\rho_t` against :math:`t` with the threshold (RAdam takes momentum-only steps
+    while :math:`\\rho_t \\le` ``threshold``; 5 in PyTorch, 4 in the paper's Algorithm 2) and the
+    rectifier :math:`r_t` from the switch on. Right: the variance of :math:`\\psi_t` in the
+    scaled-inverse-:math:`\\chi^2` model (exact, infinite for :math:`\\rho_t \\le 2`), the same
+    times :math:`r_t^2`, and the long-run variance. Returns the figure and a dict with ``t``,
+    ``rho``, ``rectifier`` (``nan`` before the switch), ``var_adam``, ``var_rectified``,
+    ``var_limit``, ``rho_inf`` and ``switch`` (``None``: never within ``steps``).
+    """
+    from course_lib.experiments import rectification as R
+
+    if not 0.5 <= beta2 < 1:
+        raise ValueError(f"beta2 must be in [0.5, 1), got {beta2}")
+    if not 4.0 <= threshold <= 10.0:
+        raise ValueError(
+            f"threshold must be in [4, 10] (the paper: 4, PyTorch: 5), got {threshold}"
+        )
+    if not isinstance(steps, int) or not 10 <= steps <= 100_000:
+        raise ValueError(f"steps must be an int in [10, 100000], got {steps!r}")
+    t = np.arange(1, steps + 1)
+    rho = R.rho(t, beta2)
+    rho_inf = R.rho_inf(beta2)
+    switched = rho > threshold
+    r = np.where(switched, R.rectifier(t, beta2), np.nan)
+    var_adam = R.psi_variance_exact(rho)
+    var_rect = np.where(switched, r**2 * var_adam, np.nan)
+    var_limit = float(R.psi_variance_exact(rho_inf)[0])
+    switch = int(t[switched][0]) if switched.any() else None
+    data = {"t": t, "rho": rho, "rectifier": r, "var_adam": var_adam,
+            "var_rectified": var_rect, "var_limit": var_limit, "rho_inf": rho_inf,
+            "switch": switch}
+
+    fig = _new_figure(fig, (11.0, 4.4))
+    ax1 = fig.add_subplot(1, 2, 1)
+    ax2 = fig.add_subplot(1, 2, 2)
+    ax1.semilogx(t, rho, "-", lw=2, label="ρ_t")
+    ax1.axhline(threshold, color="tab:red", ls="--", lw=1.2, label=f"threshold {threshold:g}")
+    ax1.axhline(rho_inf, color="k", ls=":", lw=1.2, label=f"ρ∞ = {rho_inf:.4g}")
+    if switch is not None:
+        ax1.axvline(
+            switch, color="tab:green", ls="-.", lw=1.2, label=f"first rectified step {switch}"
+        )
+    ax1.set_yscale("log")
+    ax1.set_xlabel("step t (log scale)")
+    ax1.set_ylabel("SMA length ρ_t (log scale)")
+    ax1.set_title(f"β2 = {beta2:g}: when RAdam starts to adapt", fontsize=MIN_FONT_PT + 1)
+    ax1.grid(alpha=0.3, which="both")
+    right = ax1.twinx()
+    right.semilogx(t, r, color="tab:purple", lw=1.5, label="r_t (right axis)")
+    right.set_ylim(0, 1.05)
+    right.set_ylabel("rectifier r_t", color="tab:purple")
+    handles = ax1.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    labels = ax1.get_legend_handles_labels()[1] + right.get_legend_handles_labels()[1]
+    add_legend(ax1, "below", handles=handles, labels=labels)
+
+    finite = np.isfinite(var_adam)
+    ax2.loglog(t[finite], var_adam[finite], "-", lw=2, label="Adam: Var[ψ_t]")
+    ax2.loglog(t, var_rect, "--", lw=2, label="RAdam: Var[r_t ψ_t]")
+    ax2.axhline(var_limit, color="k", ls=":", lw=1.2, label="Var at t → ∞")
+    if not finite.all():
+        ax2.text(0.97, 0.95, f"Var[ψ_t] = ∞ for t ≤ {int(t[~finite][-1])} (ρ_t ≤ 2)",
+                 transform=ax2.transAxes, fontsize=MIN_FONT_PT, ha="right", va="top")
+    ax2.set_xlabel("step t (log scale)")
+    ax2.set_ylabel("variance (units of 1/σ², log scale)")
+    ax2.set_title("variance of the adaptive lr (scaled-inv-χ² model)", fontsize=MIN_FONT_PT + 1)
+    ax2.grid(alpha=0.3, which="both")
+    add_legend(ax2, "below")
+    fig.tight_layout()
+    return fig, data
+
+
+class RectificationExplorer(_Explorer):
+    """β2, the switch threshold and the horizon as sliders. Static twin:
+    :func:`rectification_static`."""
+
+    def __init__(self, beta2: float = 0.999, threshold: float = 5.0, steps: int = 200):
+        c = {
+            "beta2": W.FloatSlider(value=beta2, min=0.7, max=0.9999, step=0.0001, description="β2",
+                                   continuous_update=False, readout_format=".4f"),
+            "threshold": W.FloatSlider(value=threshold, min=4.0, max=8.0, step=0.5,
+                                       description="threshold", continuous_update=False),
+            "steps": W.IntSlider(value=steps, min=20, max=20_000, step=20, description="steps",
+                                 continuous_update=False),
+        }
+        super().__init__(c, [W.HBox(list(c.values()))], (11.0, 4.4))
+        self.update()
+
+    def _compute(self):
+        return rectification_static(
+            self.controls["beta2"].value,
+            self.controls["threshold"].value,
+            int(self.controls["steps"].value),
+            fig=self.figure,
+        )
+
+    def _status_html(self) -> str:
+        d = self.data
+        if d["switch"] is None:
+            return (f"ρ∞ = {d['rho_inf']:.4g}: ρ_t never passes the threshold within "
+                    f"{len(d['t'])} steps — only momentum steps")
+        k = d["switch"] - 1
+        return (f"ρ∞ = {d['rho_inf']:.4g}; momentum-only steps 1–{k}, first rectified step "
+                f"{d['switch']} with r = {d['rectifier'][k]:.3g}; r_t at the last step "
+                f"{d['rectifier'][-1]:.3g}")
+
+__all__ += ["RectificationExplorer", "rectification_static"]

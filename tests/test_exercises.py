@@ -617,3 +617,22 @@ SELF_CHECKS["lion_bug_hunt"] = checks.check_lion_bug_hunt
 # --- chapter 06 -------------------------------------------------------------------------------
 
 SELF_CHECKS["amsgrad"] = checks.check_amsgrad
+
+
+# --- chapter 08 ---: first_rectified_step, radam_rectifier, the Adan bug hunt
+
+SELF_CHECKS["adan_bug_hunt"] = checks.check_adan_bug_hunt
+
+
+def test_chapter_08_docstrings_do_not_contain_the_answer():
+    function, _ = _solutions_function("08_radam_nadam_adan", "radam_rectifier")
+    doc = function.__doc__ or ""
+    assert doc.strip() and not [f for f in ("rho - 4", "ρ_t - 4", "(ρ−4)", "sqrt(") if f in doc]
+    function, _ = _solutions_function("08_radam_nadam_adan", "first_rectified_step")
+    assert "2 / (1" not in (function.__doc__ or "")
+
+
+def test_chapter_08_solutions_pass_their_self_checks():
+    for name in ("first_rectified_step", "radam_rectifier"):
+        function, _ = _solutions_function("08_radam_nadam_adan", name)
+        assert SELF_CHECKS[name](function)

@@ -731,3 +731,22 @@ def test_chapter_09_points_come_from_solutions():
         "median_escape_steps",
     ]
     assert a.max_score == 6
+
+
+# --- chapter 08 ---
+
+
+@pytest.mark.slow
+def test_chapter_08_solutions_full_marks_blank_exercises_zero(tmp_path):
+    chapter = "08_radam_nadam_adan"
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "teacher.ipynb").write_bytes((SOLUTIONS / f"{chapter}.ipynb").read_bytes())
+    (inbox / "blank.ipynb").write_bytes((EXERCISES / f"{chapter}.ipynb").read_bytes())
+    out = tmp_path / "out"
+    assert cli_main(["grade", "-a", chapter, str(inbox), "-o", str(out), "--no-progress"]) == 0
+    totals: dict[str, float] = {}
+    with open(out / "gradebook.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            totals[row["student"]] = totals.get(row["student"], 0.0) + float(row["score"])
+    assert totals == {"teacher": 5, "blank": 0}

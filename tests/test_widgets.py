@@ -477,3 +477,38 @@ def test_escape_explorer_recomputes_on_change(monkeypatch):
     assert calls[-1][0] == "Momentum" and "Momentum: median" in ex.status.value
     ex.controls["batch_size"].value = 4
     assert calls[-1][2] == 4
+
+
+# --- chapter 08 ---
+
+
+def test_rectification_static_numbers():
+    from course_lib.experiments.rectification import rectifier, switch_step
+    from course_lib.widgets import rectification_static
+
+    _, d = rectification_static(beta2=0.999, threshold=5.0, steps=50)
+    assert d["switch"] == 6 == switch_step(0.999, 5.0)
+    assert np.isnan(d["rectifier"][:5]).all()
+    np.testing.assert_allclose(d["rectifier"][5:], rectifier(d["t"][5:], 0.999), rtol=1e-12)
+    assert np.isinf(d["var_adam"][:2]).all() and np.isfinite(d["var_adam"][2:]).all()
+    np.testing.assert_allclose(d["var_rectified"][5:], d["rectifier"][5:] ** 2 * d["var_adam"][5:])
+    _, d4 = rectification_static(beta2=0.999, threshold=4.0, steps=50)
+    assert d4["switch"] == 5
+    _, never = rectification_static(beta2=0.6, threshold=5.0, steps=50)
+    assert never["switch"] is None and np.isnan(never["var_rectified"]).all()
+    for bad in ({"beta2": 1.0}, {"threshold": 3.0}, {"steps": 5}):
+        with pytest.raises(ValueError):
+            rectification_static(**bad)
+
+
+def test_rectification_explorer():
+    from course_lib.widgets import RectificationExplorer
+
+    ex = RectificationExplorer(steps=100)
+    assert "first rectified step 6" in ex.status.value
+    ex.controls["beta2"].value = 0.7
+    assert "first rectified step 10" in ex.status.value
+    ex.controls["threshold"].value = 4.0
+    assert "first rectified step 6" in ex.status.value
+    bundle = ex._repr_mimebundle_()
+    assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")

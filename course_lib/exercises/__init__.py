@@ -203,3 +203,14 @@ from course_lib.exercises.adai import (  # noqa: E402
 
 RULES[ADAI_BETA1.name] = ADAI_BETA1
 NUMBER_EXERCISES.update({e.name: e for e in (SGD_SADDLE_ESCAPE_STEP, MEDIAN_ESCAPE_STEPS)})
+
+
+# --- chapter 08 ---: RAdam's switch step and rectifier, the Adan bug hunt
+from course_lib.exercises.rectification import (  # noqa: E402
+    ADAN_BUG_HUNT,
+    FIRST_RECTIFIED_STEP,
+    RADAM_RECTIFIER,
+)
+
+NUMBER_EXERCISES.update({e.name: e for e in (FIRST_RECTIFIED_STEP, RADAM_RECTIFIER)})
+OPTIMIZER_CLASS_EXERCISES[ADAN_BUG_HUNT.name] = ADAN_BUG_HUNT

@@ -21,6 +21,7 @@ here does one such measurement, with the method written out in its docstring, an
   vs AdamW on digits; sign descent and Signum; the cost of an LSTM optimizer
 - ``amsgrad``     FTRL increments σ_t; Reddi et al.'s problem, failure region; AMSGrad conventions
 - ``saddles``     saddle escape under noise ≈ H/B, flat-basin fractions, sharpness at matched loss
+- ``rectification`` RAdam's ρ_t, switch step and rectifier; adaptive-lr variance; NAdam's μ_t
 
 Import the module you need (``from course_lib.experiments.stability import bisect_threshold``);
 importing this package imports none of them.
