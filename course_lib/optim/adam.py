@@ -98,7 +98,9 @@ class AdamW(Adam):
     :math:`\theta_t = \theta_{t-1} - \eta_t\big(\alpha\,\hat m_t/(\sqrt{\hat v_t}+\epsilon)
     + \lambda\,\theta_{t-1}\big)`, with a schedule multiplier :math:`\eta_t` on both terms and no
     base rate :math:`\alpha` on the decay: with ``lr`` :math:`= \eta_t\alpha` the two agree when
-    :math:`\lambda_{\text{paper}} = \alpha\,\lambda` (chapter 05 measures it). Same arguments and defaults as ``torch.optim.AdamW`` (``weight_decay=1e-2``), plus Adam's
+    :math:`\lambda_{\text{paper}} = \alpha\,\lambda` (chapter 05 measures it).
+
+    Same arguments and defaults as ``torch.optim.AdamW`` (``weight_decay=1e-2``), plus Adam's
     ``amsgrad_convention``.
     """
 
