@@ -161,3 +161,18 @@ def prepare() -> None:
         if getattr(exercise, "prepare", None) is not None:
             exercise.prepare()
 
+
+
+# --- chapter 07 ---
+# Schedules: SGDR as a pure function (implement), the Transformer peak (compute), a training loop
+# with restarts (find the bug), the lr range test's pick (measure)
+from course_lib.exercises.schedules import (  # noqa: E402
+    NOAM_PEAK_LR,
+    RANGE_TEST_LR,
+    RESTART_RUN,
+    SGDR_LR,
+)
+
+NUMBER_EXERCISES.update(
+    {exercise.name: exercise for exercise in (SGDR_LR, NOAM_PEAK_LR, RESTART_RUN, RANGE_TEST_LR)}
+)
