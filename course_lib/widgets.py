@@ -570,6 +570,11 @@ def schedule_static(
     return fig, lrs
 
 
+def _steps_max(steps: int) -> int:
+    """The steps slider's range: 5× the schedule's default, so the handle starts mid-way."""
+    return max(1000, 5 * int(steps))
+
+
 def _param_slider(name: str, value: Any, rng: tuple | None) -> W.Widget:
     common = {
         "description": name,
@@ -629,7 +634,7 @@ class ScheduleExplorer(_Explorer):
             "steps": W.IntSlider(
                 value=steps,
                 min=10,
-                max=max(20000, steps),
+                max=_steps_max(steps),
                 step=10,
                 description="steps",
                 continuous_update=False,
@@ -662,7 +667,8 @@ class ScheduleExplorer(_Explorer):
         try:
             self._build_params(change["new"])
             if change["new"] in _DEFAULT_STEPS:
-                self.controls["steps"].value = _DEFAULT_STEPS[change["new"]]
+                steps = _DEFAULT_STEPS[change["new"]]
+                _set_range(self.controls["steps"], 10, _steps_max(steps), steps)
         finally:
             self._hold = False
         self.update()

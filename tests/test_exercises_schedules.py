@@ -127,3 +127,17 @@ def test_range_test_measurement_band_and_self_check(capsys):
     with pytest.raises(AssertionError, match="above the reference"):
         checks.check_range_test_lr(lambda seed: 1.3 * RANGE_TEST_LR.reference(seed))
     assert math.isfinite(RANGE_TEST_LR.reference(3))
+
+
+def test_the_student_notebook_gives_no_answer_away():
+    """The implement/compute docstrings state the task, never the formula; the buggy loop is
+    the only code of its exercise."""
+    import json
+    from pathlib import Path
+
+    nb = json.loads(
+        (Path(__file__).resolve().parent.parent / "exercises" / "07_schedules.ipynb").read_text()
+    )
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    for leak in ("math.cos", "** -0.5", "**-0.5", "suggest_lr(result", "T_mult**", 'min/10")'):
+        assert leak not in code, leak

@@ -402,9 +402,8 @@ class CosineWarmRestarts(Schedule):
     r"""SGDR: cosine cycles restarting at ``lr``; cycle i lasts :math:`T_i = T_0 T_{mult}^i` steps.
 
     Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", ICLR 2017
-    (the paper's CIFAR runs use :math:`T_0 = 1` or :math:`10` epochs with :math:`T_{mult} = 2`,
-    and :math:`T_0 = 50, 100, 200` with :math:`T_{mult} = 1`; :math:`T_{cur}` is updated after
-    every batch, in fractions of an epoch).
+    (the paper's CIFAR runs include :math:`T_0 = 1` and :math:`10` epochs with
+    :math:`T_{mult} = 2`; :math:`T_{cur}` is updated after every batch, in fractions of an epoch).
     Within cycle :math:`i`, after :math:`T_{cur}` steps of it,
 
     .. math::
