@@ -64,7 +64,6 @@ __all__ = [
     "OptimizerPlayground",
     "ScheduleExplorer",
     "bias_correction_static",
-    "restart_steps",
     "playground_static",
     "schedule_static",
 ]
