@@ -1104,3 +1104,53 @@ def check_adan_bug_hunt(cls, seed: int = 0) -> bool:
 
 
 __all__ += ["check_adan_bug_hunt", "check_first_rectified_step", "check_radam_rectifier"]
+
+
+# --- chapter 07 ---
+# Schedules: sgdr_lr (implement), noam_peak_lr (compute), restart_run (find the bug),
+# range_test_lr (measure)
+
+__all__ += ["check_noam_peak_lr", "check_range_test_lr", "check_restart_run", "check_sgdr_lr"]
+
+
+def check_sgdr_lr(sgdr_lr: Callable, seed: int = 0) -> bool:
+    """Check ``sgdr_lr(step, lr, T_0, T_mult, lr_min) -> float`` against SGDR (torch's
+    ``CosineAnnealingWarmRestarts``) on fixed steps, restarts included."""
+    from course_lib.exercises.schedules import SGDR_LR
+
+    what = "sgdr_lr(step, lr, T_0, T_mult, lr_min)"
+    n_cases = _run_number_function(SGDR_LR, sgdr_lr, what, seed)
+    print(f"✓ sgdr_lr: all {n_cases} cases match SGDR. Well done!")
+    return True
+
+
+def check_noam_peak_lr(noam_peak_lr: Callable, seed: int = 0) -> bool:
+    """Check ``noam_peak_lr(d_model, warmup) -> float``: the largest lr of the Transformer
+    schedule."""
+    from course_lib.exercises.schedules import NOAM_PEAK_LR
+
+    what = "noam_peak_lr(d_model, warmup)"
+    n_cases = _run_number_function(NOAM_PEAK_LR, noam_peak_lr, what, seed)
+    print(f"✓ noam_peak_lr: all {n_cases} cases are right. Well done!")
+    return True
+
+
+def check_restart_run(restart_run: Callable, seed: int = 0) -> bool:
+    """Check a repaired ``restart_run(T_0, T_mult, steps, lr) -> final loss``: says on which
+    input the result differs from a correct SGDR run, never what the bug is."""
+    from course_lib.exercises.schedules import RESTART_RUN
+
+    what = "the final loss of restart_run(T_0, T_mult, steps, lr)"
+    n_cases = _run_number_function(RESTART_RUN, restart_run, what, seed)
+    print(f"✓ restart_run: all {n_cases} runs match a correct SGDR run. Well done!")
+    return True
+
+
+def check_range_test_lr(range_test_lr: Callable) -> bool:
+    """Check a *measurement*: ``range_test_lr(seed)`` against the reference range test (within
+    the exercise's band, 15 %)."""
+    from course_lib.exercises.schedules import RANGE_TEST_LR
+
+    _run_measured_function(RANGE_TEST_LR, range_test_lr, "the range-test learning rate")
+    print("✓ range_test_lr: your measurement agrees with the reference. Well done!")
+    return True

@@ -478,6 +478,18 @@ class OptimizerPlayground(_Explorer):
 # --------------------------------------------------------------------------- schedule explorer
 
 
+def _one_cycle(
+    max_lr: float = 0.1,
+    total_steps: int = 300,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> S.OneCycle:
+    """:class:`~course_lib.optim.schedules.OneCycle` with its numeric knobs only (cosine phases,
+    two of them: torch's ``OneCycleLR`` defaults), so that every knob is a slider."""
+    return S.OneCycle(max_lr, total_steps, pct_start, "cos", div_factor, final_div_factor)
+
+
 # name -> factory(**params) -> schedule(step) -> lr; the factories' defaults are the sliders'
 # starting values. course_lib.optim.schedules fits too: pass {"cosine": CosineAnnealing, ...} and
 # the values of required parameters in `defaults`.
@@ -491,6 +503,7 @@ DEFAULT_SCHEDULES: dict[str, Callable[..., Callable[[int], float]]] = {
     "warmup + cosine": partial(S.WarmupCosine, lr=0.1, warmup_steps=20, total_steps=200),
     "cosine restarts (SGDR)": partial(S.CosineWarmRestarts, lr=0.1, T_0=20, T_mult=2),
     "transformer (Noam)": partial(S.Noam, d_model=512, warmup=4000),
+    "one-cycle": _one_cycle,
 }
 _DEFAULT_STEPS = {"transformer (Noam)": 20000, "cosine restarts (SGDR)": 300}
 
@@ -556,6 +569,11 @@ def schedule_static(
     return fig, lrs
 
 
+def _steps_max(steps: int) -> int:
+    """The steps slider's range: 5× the schedule's default, so the handle starts mid-way."""
+    return max(1000, 5 * int(steps))
+
+
 def _param_slider(name: str, value: Any, rng: tuple | None) -> W.Widget:
     common = {
         "description": name,
@@ -615,7 +633,7 @@ class ScheduleExplorer(_Explorer):
             "steps": W.IntSlider(
                 value=steps,
                 min=10,
-                max=max(20000, steps),
+                max=_steps_max(steps),
                 step=10,
                 description="steps",
                 continuous_update=False,
@@ -648,7 +666,8 @@ class ScheduleExplorer(_Explorer):
         try:
             self._build_params(change["new"])
             if change["new"] in _DEFAULT_STEPS:
-                self.controls["steps"].value = _DEFAULT_STEPS[change["new"]]
+                steps = _DEFAULT_STEPS[change["new"]]
+                _set_range(self.controls["steps"], 10, _steps_max(steps), steps)
         finally:
             self._hold = False
         self.update()
@@ -667,9 +686,28 @@ class ScheduleExplorer(_Explorer):
 
     def _status_html(self) -> str:
         lrs = self.data["lrs"]
-        return (
-            f"lr: start {lrs[0]:.4g}, max {lrs.max():.4g}, min {lrs.min():.4g}, end {lrs[-1]:.4g}"
+        text = (
+            f"lr: start {lrs[0]:.4g}, max {lrs.max():.4g} (first at step {int(lrs.argmax())}), "
+            f"min {lrs.min():.4g}, end {lrs[-1]:.4g}"
         )
+        restarts = restart_steps(lrs)
+        if restarts:
+            shown = ", ".join(str(t) for t in restarts[:8]) + (" …" if len(restarts) > 8 else "")
+            text += f"; restarts at steps {shown}"
+        return text
+
+
+def restart_steps(lrs: Sequence[float] | np.ndarray) -> list[int]:
+    """Steps at which the lr jumps *up* by more than a quarter of its range (a warm restart).
+
+    A warmup rises by small increments and is not counted; SGDR's jump back to the peak is.
+    """
+    lrs = np.asarray(lrs, dtype=float)
+    if lrs.size < 2:
+        return []
+    span = float(np.nanmax(lrs) - np.nanmin(lrs))
+    jumps = np.diff(lrs)
+    return [int(t) + 1 for t in np.flatnonzero(jumps > 0.25 * span)] if span > 0 else []
 
 
 # --------------------------------------------------------------------------- bias correction

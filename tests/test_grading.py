@@ -750,3 +750,33 @@ def test_chapter_08_solutions_full_marks_blank_exercises_zero(tmp_path):
         for row in csv.DictReader(f):
             totals[row["student"]] = totals.get(row["student"], 0.0) + float(row["score"])
     assert totals == {"teacher": 5, "blank": 0}
+
+
+# --- chapter 07 ---
+
+
+def test_chapter_07_assignment_lists_its_four_questions():
+    a = load_assignment("07_schedules")
+    assert [q.grade_id for q in a.questions] == [
+        "sgdr_lr",
+        "noam_peak_lr",
+        "restart_run",
+        "range_test_lr",
+    ]
+    assert a.max_score == 6
+
+
+@pytest.mark.slow
+def test_chapter_07_solutions_full_marks_blank_exercises_zero(tmp_path):
+    chapter = "07_schedules"
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "teacher.ipynb").write_bytes((SOLUTIONS / f"{chapter}.ipynb").read_bytes())
+    (inbox / "blank.ipynb").write_bytes((EXERCISES / f"{chapter}.ipynb").read_bytes())
+    out = tmp_path / "out"
+    assert cli_main(["grade", "-a", chapter, str(inbox), "-o", str(out), "--no-progress"]) == 0
+    totals: dict[str, float] = {}
+    with open(out / "gradebook.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            totals[row["student"]] = totals.get(row["student"], 0.0) + float(row["score"])
+    assert totals == {"teacher": 6, "blank": 0}

@@ -689,3 +689,29 @@ def test_reduce_on_plateau_state_dict_round_trip():
 def test_reduce_on_plateau_invalid_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
         ReduceLROnPlateau(_sgd(), **kwargs)
+
+
+# --- chapter 07 ---
+
+
+@pytest.mark.parametrize(("T_0_epochs", "T_mult", "iters"), [(2, 2, 11), (1, 2, 7), (3, 1, 5)])
+def test_sgdr_in_updates_equals_torch_stepped_with_fractional_epochs(T_0_epochs, T_mult, iters):
+    """The paper updates T_cur every batch; torch documents ``step(epoch + i / iters)`` for it."""
+    opt = _sgd(0.1)
+    sched = tls.CosineAnnealingWarmRestarts(opt, T_0=T_0_epochs, T_mult=T_mult, eta_min=0.001)
+    theirs = []
+    for epoch in range(20):
+        for i in range(iters):
+            sched.step(epoch + i / iters)
+            theirs.append(float(opt.param_groups[0]["lr"]))
+    ours = CosineWarmRestarts(0.1, T_0=T_0_epochs * iters, T_mult=T_mult, lr_min=0.001)
+    assert_lrs_close([ours(k) for k in range(20 * iters)], theirs, rtol=1e-9)
+
+
+def test_noam_published_constants():
+    """Vaswani et al. 2017: d_model = 512, warmup = 4000: peak (512 · 4000)^-0.5 at step 4000."""
+    noam = Noam()
+    assert (noam.d_model, noam.warmup, noam.scale) == (512, 4000, 1.0)
+    lrs = [noam(t) for t in range(8000)]
+    assert int(np.argmax(lrs)) + 1 == 4000
+    assert max(lrs) == pytest.approx((512 * 4000) ** -0.5, rel=1e-12)

@@ -512,3 +512,32 @@ def test_rectification_explorer():
     assert "first rectified step 6" in ex.status.value
     bundle = ex._repr_mimebundle_()
     assert base64.b64decode(bundle["image/png"]).startswith(b"\x89PNG")
+
+
+# --- chapter 07 ---
+
+
+def test_schedule_explorer_has_one_cycle_with_sliders_only():
+    from course_lib.optim.schedules import OneCycle
+    from course_lib.widgets import restart_steps
+
+    ex = ScheduleExplorer("one-cycle")
+    assert set(ex.param_controls) == {
+        "max_lr", "total_steps", "pct_start", "div_factor", "final_div_factor"
+    }
+    np.testing.assert_allclose(ex.data["lrs"], [OneCycle(0.1, 300)(t) for t in range(300)])
+    ex.param_controls["pct_start"].value = 0.5
+    assert int(np.argmax(ex.data["lrs"])) == 149
+    assert restart_steps(ex.data["lrs"]) == []
+
+
+def test_schedule_explorer_marks_sgdr_restarts_but_not_warmup():
+    from course_lib.widgets import restart_steps
+
+    ex = ScheduleExplorer("cosine restarts (SGDR)")
+    assert "restarts at steps 20, 60, 140" in ex.status.value
+    ex.param_controls["T_mult"].value = 1
+    assert restart_steps(ex.data["lrs"]) == list(range(20, 300, 20))
+    ex.controls["schedule"].value = "warmup + cosine"
+    assert "restarts" not in ex.status.value
+    assert restart_steps([]) == [] and restart_steps([0.1, 0.1]) == []

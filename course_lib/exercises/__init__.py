@@ -214,3 +214,18 @@ from course_lib.exercises.rectification import (  # noqa: E402
 
 NUMBER_EXERCISES.update({e.name: e for e in (FIRST_RECTIFIED_STEP, RADAM_RECTIFIER)})
 OPTIMIZER_CLASS_EXERCISES[ADAN_BUG_HUNT.name] = ADAN_BUG_HUNT
+
+
+# --- chapter 07 ---
+# Schedules: SGDR as a pure function (implement), the Transformer peak (compute), a training loop
+# with restarts (find the bug), the lr range test's pick (measure)
+from course_lib.exercises.schedules import (  # noqa: E402
+    NOAM_PEAK_LR,
+    RANGE_TEST_LR,
+    RESTART_RUN,
+    SGDR_LR,
+)
+
+NUMBER_EXERCISES.update(
+    {exercise.name: exercise for exercise in (SGDR_LR, NOAM_PEAK_LR, RESTART_RUN, RANGE_TEST_LR)}
+)

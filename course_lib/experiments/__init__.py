@@ -22,6 +22,8 @@ here does one such measurement, with the method written out in its docstring, an
 - ``amsgrad``     FTRL increments σ_t; Reddi et al.'s problem, failure region; AMSGrad conventions
 - ``saddles``     saddle escape under noise ≈ H/B, flat-basin fractions, sharpness at matched loss
 - ``rectification`` RAdam's ρ_t, switch step and rectifier; adaptive-lr variance; NAdam's μ_t
+- ``schedules``   lr-scheduled runs on digits: snapshot ensembles, warmup, lr vs batch size
+- ``lr_range``    the learning-rate range test and rules to pick a value from it
 
 Import the module you need (``from course_lib.experiments.stability import bisect_threshold``);
 importing this package imports none of them.

@@ -402,7 +402,8 @@ class CosineWarmRestarts(Schedule):
     r"""SGDR: cosine cycles restarting at ``lr``; cycle i lasts :math:`T_i = T_0 T_{mult}^i` steps.
 
     Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", ICLR 2017
-    (the paper's CIFAR runs use :math:`T_0 = 10` or :math:`1` epoch and :math:`T_{mult} = 2`).
+    (the paper's CIFAR runs include :math:`T_0 = 1` and :math:`10` epochs with
+    :math:`T_{mult} = 2`; :math:`T_{cur}` is updated after every batch, in fractions of an epoch).
     Within cycle :math:`i`, after :math:`T_{cur}` steps of it,
 
     .. math::
@@ -424,7 +425,9 @@ class CosineWarmRestarts(Schedule):
     and :math:`T_{cur} = t - S_i`. (Floating-point logs can land a hair below an integer exactly
     at a restart; :meth:`cycle` corrects that with exact integer arithmetic.) No loop over past
     cycles and no state: any step can be evaluated directly. Equals torch's
-    ``CosineAnnealingWarmRestarts(optimizer, T_0, T_mult, eta_min)``.
+    ``CosineAnnealingWarmRestarts(optimizer, T_0, T_mult, eta_min)`` stepped once per update;
+    torch's per-batch usage ``scheduler.step(epoch + i / iters)`` (epochs as the unit, the
+    paper's fractional :math:`T_{cur}`) is this schedule with ``T_0 = T_0_epochs * iters``.
     """
 
     lr: float
