@@ -466,6 +466,12 @@ FULL_MARKS = {
     "02_momentum": 7,
     "03_adagrad_rmsprop": 11,
     "04_adam": 6,
+    "05_weight_decay": 5,
+    "06_amsgrad": 4,
+    "07_schedules": 6,
+    "08_radam_nadam_adan": 5,
+    "09_adai": 6,
+    "10_sign_optimizers": 5,
 }
 
 
