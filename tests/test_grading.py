@@ -629,3 +629,32 @@ def test_after_the_warm_up_a_measure_exercise_imports_nothing_new():
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
+
+
+# --- chapter 11 ---
+
+
+def test_chapter_11_assignment_lists_its_three_questions():
+    a = load_assignment("11_putting_it_together")
+    assert [q.grade_id for q in a.questions] == [
+        "adamw_from_blocks",
+        "composed_state_bytes",
+        "ftrl_weight",
+    ]
+    assert a.max_score == 5
+
+
+@pytest.mark.slow
+def test_chapter_11_solutions_full_marks_blank_exercises_zero(tmp_path):
+    chapter = "11_putting_it_together"
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "teacher.ipynb").write_bytes((SOLUTIONS / f"{chapter}.ipynb").read_bytes())
+    (inbox / "blank.ipynb").write_bytes((EXERCISES / f"{chapter}.ipynb").read_bytes())
+    out = tmp_path / "out"
+    assert cli_main(["grade", "-a", chapter, str(inbox), "-o", str(out), "--no-progress"]) == 0
+    totals: dict[str, float] = {}
+    with open(out / "gradebook.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            totals[row["student"]] = totals.get(row["student"], 0.0) + float(row["score"])
+    assert totals == {"teacher": 5, "blank": 0}

@@ -161,3 +161,15 @@ def prepare() -> None:
         if getattr(exercise, "prepare", None) is not None:
             exercise.prepare()
 
+
+
+# --- chapter 11 ---
+# Concepts, not names: compose AdamW from blocks, count a composition's state, FTRL's weight
+from course_lib.exercises.composition import (  # noqa: E402
+    ADAMW_FROM_BLOCKS,
+    COMPOSED_STATE_BYTES,
+    FTRL_WEIGHT,
+)
+
+NUMBER_EXERCISES.update({e.name: e for e in (COMPOSED_STATE_BYTES, FTRL_WEIGHT)})
+OPTIMIZER_CLASS_EXERCISES[ADAMW_FROM_BLOCKS.name] = ADAMW_FROM_BLOCKS

@@ -1,0 +1,73 @@
+"""Chapter 11's experiments: the league (fair protocol + time + memory) and FTRL-Proximal."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from course_lib.experiments import ftrl_proximal as F
+from course_lib.experiments.league import LEAGUE, digits_task, gpu_task, run_league
+
+
+def test_league_declares_a_grid_for_every_optimizer_of_the_course():
+    course = {"SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW", "SGDW",
+              "AMSGrad", "RAdam", "NAdam", "Adan", "Adai", "AdaiW", "Lion", "PowerSign",
+              "AddSign"}  # fmt: skip
+    assert course <= set(LEAGUE)
+    for name, (_, grid) in LEAGUE.items():
+        assert len(grid) >= 3 and list(grid) == sorted(grid), name
+
+
+def test_small_league_reports_loss_accuracy_time_and_memory():
+    league = run_league(["SGD", "Adam", "Lion"], task=digits_task(steps=15), seeds=(0, 1))
+    rows = {r["name"]: r for r in league.rows}
+    assert set(rows) == {"SGD", "Adam", "Lion"}
+    assert rows["SGD"]["state_ratio"] == 0
+    assert rows["Adam"]["state_ratio"] == pytest.approx(2.0)
+    assert rows["Lion"]["state_ratio"] == pytest.approx(1.0)
+    for r in rows.values():
+        assert math.isfinite(r["mean"]) and 0 <= r["accuracy_mean"] <= 1 and r["step_us"] > 0
+        assert r["best_lr"] in LEAGUE[r["name"]][1]
+    assert "held-out loss" in league.table()
+
+
+def test_the_seed_changes_the_run_and_the_same_seed_repeats_it():
+    task = digits_task(steps=10)
+    make = lambda params: torch.optim.SGD(params, lr=0.5)  # noqa: E731
+    a, b, c = task(make, 0)[0], task(make, 0)[0], task(make, 1)[0]
+    assert a == b and a != c
+
+
+def test_gpu_task_says_why_it_is_skipped_without_cuda():
+    result = gpu_task()
+    if torch.cuda.is_available():
+        assert callable(result)
+    else:
+        assert isinstance(result, str) and "skipped" in result and "CUDA" in result
+
+
+def test_ftrl_closed_form_threshold_and_sign():
+    w = F.ftrl_weights(np.array([3.0, -3.0, 0.5, -1.0]), np.array([4.0] * 4), 0.1, 1.0, 1.0, 0.0)
+    assert w[2] == 0.0 and w[3] == 0.0
+    assert w[0] == pytest.approx(-(3.0 - 1.0) / ((1.0 + 2.0) / 0.1)) and w[1] == -w[0]
+
+
+def test_ftrl_first_step_is_adagrad_like_and_zero_weights_start_at_zero():
+    X = np.array([[1.0, 0.0]])
+    y = np.array([1.0])
+    res = F.ftrl_proximal(X, y, X, y, alpha=0.5, beta=1.0, l1=0.0, l2=0.0)
+    # first example: w = 0, p = 1/2, g = -1/2, sigma = (1/2)/alpha, z = g, n = 1/4
+    assert res.weights[1] == 0.0
+    assert res.weights[0] == pytest.approx(0.5 / ((1.0 + 0.5) / 0.5))
+
+
+def test_proximal_l1_gives_exact_zeros_the_subgradient_does_not():
+    out = F.sparsity_experiment(l1=5.0)
+    assert out["FTRL-Proximal, L1"].exact_zeros > 50
+    assert out["FTRL-Proximal, no L1"].exact_zeros == 0
+    assert out["SGD + L1 subgradient"].exact_zeros == 0
+    assert out["AdaGrad + L1 subgradient"].exact_zeros == 0
+    assert (out["FTRL-Proximal, L1"].weights[:20] != 0).all()  # the informative ones survive
