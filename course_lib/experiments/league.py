@@ -43,6 +43,7 @@ from course_lib.train import make_mlp
 __all__ = [
     "LEAGUE",
     "League",
+    "digits_curve",
     "digits_task",
     "gpu_task",
     "run_league",
@@ -265,3 +266,38 @@ def gpu_task(steps: int = 2000, batch_size: int = 256) -> Task | str:
         return make_mlp(X.shape[1], [512, 512], 10, seed=seed).to(device)
 
     return _training_task(model_fn, X, y, X_test, y_test, steps, batch_size)
+
+
+def digits_curve(
+    make_optimizer: Callable, steps: int = 60, seed: int = 0, batch_size: int = 128
+) -> dict[str, Any]:
+    """One run of the league's digits task, step by step: ``{"losses": [...], "diverged_at":
+    step or None, "accuracy": held-out accuracy, "state_bytes": ...}`` (the composer widget
+    draws it). A run stops at the first non-finite loss."""
+    data = load_digits_data(seed=0)
+    (X, y), (X_test, y_test) = data.train, data.test
+    model = make_mlp(X.shape[1], 32, 10, seed=seed)
+    opt = make_optimizer(list(model.parameters()))
+    gen = torch.Generator().manual_seed(seed)
+    loss_fn = nn.CrossEntropyLoss()
+    losses, diverged_at = [], None
+    for step in range(1, steps + 1):
+        idx = torch.randint(0, len(X), (batch_size,), generator=gen)
+        opt.zero_grad()
+        loss = loss_fn(model(X[idx]), y[idx])
+        if not torch.isfinite(loss) or loss.item() > 1e6:
+            diverged_at = step
+            break
+        losses.append(loss.item())
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        out = model(X_test)
+        accuracy = (out.argmax(1) == y_test).float().mean().item() if diverged_at is None else 0.0
+    return {
+        "losses": losses,
+        "diverged_at": diverged_at,
+        "accuracy": accuracy,
+        "state_bytes": optimizer_state_bytes(opt),
+        "param_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+    }
