@@ -985,3 +985,37 @@ def plot_fisher_vs_hessian(
 
 
 __all__ += ["plot_fisher_vs_hessian", "plot_step_factors", "plot_step_vs_snr", "plot_sweep"]
+
+
+# --- chapter 11 ---
+
+
+def plot_league(league, ax=None):
+    """The league's held-out loss, mean ± standard deviation over seeds, one row per optimizer
+    (best first, log scale), each labelled with its tuned lr and its state memory."""
+    import matplotlib.pyplot as plt
+
+    rows = league.rows[::-1]  # best at the top
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(9.0, 0.32 * len(rows) + 1.6), dpi=MIN_DPI)
+    else:
+        fig = ax.figure
+    y = np.arange(len(rows))
+    means = np.array([r["mean"] for r in rows])
+    stds = np.array([r["std"] for r in rows])
+    colors = [f"C{min(int(round(r['state_ratio'])), 4)}" for r in rows]
+    ax.errorbar(means, y, xerr=stds, fmt="none", ecolor="#555", capsize=3)
+    ax.scatter(means, y, c=colors, zorder=3, s=30)
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{r['name']} (lr {r['best_lr']:g}, state {r['state_ratio']:.0f}×)"
+                        for r in rows], fontsize=MIN_FONT_PT)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("held-out cross-entropy after the budget (mean ± std over seeds, log scale)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.set_title("League on digits: lr tuned per optimizer; colour = state buffers "
+                 "(C0 none, C1 one, C2 two, …)", fontsize=MIN_FONT_PT + 1)  # fmt: skip
+    fig.tight_layout()
+    return fig, ax
+
+
+__all__ += ["plot_league"]

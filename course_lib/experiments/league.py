@@ -46,6 +46,7 @@ __all__ = [
     "digits_curve",
     "digits_task",
     "gpu_task",
+    "lockstep_difference",
     "run_league",
 ]
 
@@ -269,18 +270,24 @@ def gpu_task(steps: int = 2000, batch_size: int = 256) -> Task | str:
 
 
 def digits_curve(
-    make_optimizer: Callable, steps: int = 60, seed: int = 0, batch_size: int = 128
+    make_optimizer: Callable,
+    steps: int = 60,
+    seed: int = 0,
+    batch_size: int = 128,
+    scheduler: Callable | None = None,
 ) -> dict[str, Any]:
-    """One run of the league's digits task, step by step: ``{"losses": [...], "diverged_at":
-    step or None, "accuracy": held-out accuracy, "state_bytes": ...}`` (the composer widget
-    draws it). A run stops at the first non-finite loss."""
+    """One run of the league's digits task, step by step: ``{"losses": [...], "lrs": [...],
+    "diverged_at": step or None, "accuracy": held-out accuracy, "state_bytes": ...}`` (the
+    composer widget draws it). ``scheduler(optimizer)`` makes an lr scheduler, stepped after
+    every optimizer step. A run stops at the first non-finite loss."""
     data = load_digits_data(seed=0)
     (X, y), (X_test, y_test) = data.train, data.test
     model = make_mlp(X.shape[1], 32, 10, seed=seed)
     opt = make_optimizer(list(model.parameters()))
+    sched = scheduler(opt) if scheduler is not None else None
     gen = torch.Generator().manual_seed(seed)
     loss_fn = nn.CrossEntropyLoss()
-    losses, diverged_at = [], None
+    losses, lrs, diverged_at = [], [], None
     for step in range(1, steps + 1):
         idx = torch.randint(0, len(X), (batch_size,), generator=gen)
         opt.zero_grad()
@@ -289,15 +296,45 @@ def digits_curve(
             diverged_at = step
             break
         losses.append(loss.item())
+        lrs.append(opt.param_groups[0]["lr"])
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
     with torch.no_grad():
         out = model(X_test)
         accuracy = (out.argmax(1) == y_test).float().mean().item() if diverged_at is None else 0.0
     return {
         "losses": losses,
+        "lrs": lrs,
         "diverged_at": diverged_at,
         "accuracy": accuracy,
         "state_bytes": optimizer_state_bytes(opt),
         "param_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
     }
+
+
+def lockstep_difference(
+    make_a: Callable, make_b: Callable, steps: int = 20, seed: int = 0
+) -> float:
+    """Train two copies of the digits MLP (float64, same init, same batches) with two optimizers
+    in lockstep; return the largest absolute difference between their parameters after any step
+    (0.0: the two optimizers are the same algorithm, bit for bit)."""
+    data = load_digits_data(seed=0, dtype=torch.float64)
+    X, y = data.train
+    model_a = make_mlp(X.shape[1], 32, 10, seed=seed).double()
+    model_b = make_mlp(X.shape[1], 32, 10, seed=seed).double()
+    opt_a, opt_b = make_a(list(model_a.parameters())), make_b(list(model_b.parameters()))
+    gen = torch.Generator().manual_seed(seed)
+    loss_fn = nn.CrossEntropyLoss()
+    worst = 0.0
+    for _ in range(steps):
+        idx = torch.randint(0, len(X), (128,), generator=gen)
+        for model, opt in ((model_a, opt_a), (model_b, opt_b)):
+            opt.zero_grad()
+            loss_fn(model(X[idx]), y[idx]).backward()
+            opt.step()
+        diff = max((a - b).abs().max().item()
+                   for a, b in zip(model_a.parameters(), model_b.parameters()))  # fmt: skip
+        worst = max(worst, diff)
+    return worst

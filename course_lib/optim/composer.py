@@ -73,6 +73,9 @@ from course_lib.optim.validation import check_betas, check_hyperparameter
 
 __all__ = [
     "CONCEPTS",
+    "CONCEPT_COLUMNS",
+    "NOT_COMPOSED",
+    "concept_table",
     "NAMED_COMPOSITIONS",
     "ComposedOptimizer",
     "Composition",
@@ -122,7 +125,7 @@ class Composition:
         words = {
             "momentum": {"none": "", "heavy_ball": "heavy ball", "nesterov": "Nesterov",
                          "ema": "EMA", "lion": "Lion (β1, β2)",
-                         "adaptive_inertia": ""}[self.momentum],
+                         "adaptive_inertia": "per-coord. β1"}[self.momentum],
             "adaptive scaling": {"none": "", "adagrad": "sum (AdaGrad)", "ema": "EMA",
                                  "amsgrad": "max of EMA",
                                  "amsgrad_memory_free": "max in v"}[self.scaling],
@@ -325,3 +328,40 @@ NAMED_COMPOSITIONS: dict[str, tuple[Composition, dict[str, Any]]] = {
 """Each named optimizer of the course that is a composition, with the hyperparameters (beyond
 ``lr``) that make the composed one equal the named one. ``weight_decay`` keeps the named class's
 meaning: L2 for SGD, AdaGrad, RMSprop, Adam, AMSGrad, RAdam and Adai, as in ``torch.optim``."""
+
+# The course's optimizers that are NOT compositions of these blocks, with the concepts they share
+# and what is their own (the table of the lesson lists them after the composed ones).
+NOT_COMPOSED: dict[str, tuple[dict[str, str], str]] = {
+    "NAdam": ({"momentum": "Nesterov (EMA)", "adaptive scaling": "EMA", "bias correction": "yes",
+               "weight decay": "L2"}, "a warming-up momentum schedule μ_t"),
+    "Adan": ({"momentum": "Nesterov (EMA)", "adaptive scaling": "EMA", "bias correction": "yes",
+              "weight decay": "proximal"}, "momentum of gradient differences"),
+    "Adamax": ({"momentum": "EMA", "adaptive scaling": "max of |g|", "bias correction": "yes (m)",
+                "weight decay": "L2"}, "infinity norm instead of the RMS"),
+    "Adadelta": ({"adaptive scaling": "EMA", "weight decay": "L2"},
+                 "step in the units of w: RMS of past updates / RMS of gradients"),
+    "PowerSign": ({"momentum": "EMA"}, "α^(sign g · sign m) scales g"),
+    "AddSign": ({"momentum": "EMA"}, "(α + sign g · sign m) scales g"),
+}  # fmt: skip
+
+CONCEPT_COLUMNS = ("momentum", "adaptive scaling", "bias correction", "weight decay",
+                   "rectification", "sign update", "adaptive inertia")  # fmt: skip
+
+
+def concept_table() -> str:
+    """Every optimizer of the course (rows) × every concept (columns), as plain text: the
+    composed rows are *generated* from :data:`NAMED_COMPOSITIONS`, the others come from
+    :data:`NOT_COMPOSED` with what they add. Schedules and restarts combine with every row."""
+    widths = [10, 15, 14, 8, 10, 7, 5, 8]
+    heads = ["optimizer", "momentum", "scaling", "bias c.", "decay", "rect.", "sign", "inertia"]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths))]
+    lines.append("-" * len(lines[0]))
+    for name, (composition, _) in NAMED_COMPOSITIONS.items():
+        words = composition.concepts()
+        cells = [name, *(words[c] or "·" for c in CONCEPT_COLUMNS)]
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)))
+    lines.append("not compositions of these blocks (what is their own):")
+    for name, (words, own) in NOT_COMPOSED.items():
+        cells = [name, *(words.get(c, "") or "·" for c in CONCEPT_COLUMNS)]
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  + " + own)
+    return "\n".join(line.rstrip() for line in lines)
