@@ -71,3 +71,10 @@ def test_proximal_l1_gives_exact_zeros_the_subgradient_does_not():
     assert out["SGD + L1 subgradient"].exact_zeros == 0
     assert out["AdaGrad + L1 subgradient"].exact_zeros == 0
     assert (out["FTRL-Proximal, L1"].weights[:20] != 0).all()  # the informative ones survive
+
+
+def test_the_larger_task_runs_a_few_steps_on_any_device():
+    task = gpu_task(steps=3, batch_size=32, device="cpu")
+    grids = {"SGD": (0.1,), "Adam": (1e-3,)}
+    league = run_league(["SGD", "Adam"], task=task, seeds=(0,), lr_grids=grids)
+    assert all(math.isfinite(r["mean"]) for r in league.rows)

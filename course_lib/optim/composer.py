@@ -363,5 +363,6 @@ def concept_table() -> str:
     lines.append("not compositions of these blocks (what is their own):")
     for name, (words, own) in NOT_COMPOSED.items():
         cells = [name, *(words.get(c, "") or "·" for c in CONCEPT_COLUMNS)]
-        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  + " + own)
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)))
+        lines.append(" " * 12 + "+ " + own)
     return "\n".join(line.rstrip() for line in lines)
