@@ -78,3 +78,14 @@ def test_the_larger_task_runs_a_few_steps_on_any_device():
     grids = {"SGD": (0.1,), "Adam": (1e-3,)}
     league = run_league(["SGD", "Adam"], task=task, seeds=(0,), lr_grids=grids)
     assert all(math.isfinite(r["mean"]) for r in league.rows)
+
+
+def test_plot_league_draws_one_row_per_optimizer_with_readable_type():
+    from course_lib.plotting import plot_league
+
+    league = run_league(["SGD", "Adam"], task=digits_task(steps=5), seeds=(0, 1),
+                        lr_grids={"SGD": (0.3,), "Adam": (0.01,)})  # fmt: skip
+    fig, ax = plot_league(league)
+    assert len(ax.get_yticklabels()) == 2 and ax.get_xscale() == "log"
+    assert fig.dpi >= 100
+    assert all(t.get_fontsize() >= 9 for t in ax.get_yticklabels())

@@ -17,6 +17,7 @@ here does one such measurement, with the method written out in its docstring, an
 - ``regret``      online gradient descent's regret against the best fixed point in hindsight
 - ``adam_steps``  Adam's uncorrected step, restarts after silence, re-adaptation, step vs SNR
 - ``adam_scaling`` rotated quadratics, diagonal Newton, Hessian vs empirical Fisher
+- ``league``, ``ftrl_proximal`` every optimizer, fair protocol, time, memory; L1 exact zeros
 
 Import the module you need (``from course_lib.experiments.stability import bisect_threshold``);
 importing this package imports none of them.
