@@ -89,3 +89,24 @@ def test_plot_league_draws_one_row_per_optimizer_with_readable_type():
     assert len(ax.get_yticklabels()) == 2 and ax.get_xscale() == "log"
     assert fig.dpi >= 100
     assert all(t.get_fontsize() >= 9 for t in ax.get_yticklabels())
+
+
+def test_lockstep_difference_is_zero_for_the_same_algorithm_only():
+    from course_lib.experiments.league import lockstep_difference
+
+    same = lockstep_difference(lambda p: torch.optim.SGD(p, lr=0.1),
+                               lambda p: torch.optim.SGD(p, lr=0.1), steps=3)  # fmt: skip
+    other = lockstep_difference(lambda p: torch.optim.SGD(p, lr=0.1),
+                                lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), steps=3)  # fmt: skip
+    assert same == 0.0 and other > 1e-6
+
+
+def test_digits_curve_steps_the_scheduler_and_reports_divergence():
+    from course_lib.experiments.league import digits_curve
+
+    run = digits_curve(lambda p: torch.optim.SGD(p, lr=0.1), steps=4,
+                       scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, 0.5))  # fmt: skip
+    assert run["lrs"] == pytest.approx([0.1, 0.05, 0.025, 0.0125])
+    assert run["diverged_at"] is None and len(run["losses"]) == 4
+    bad = digits_curve(lambda p: torch.optim.SGD(p, lr=1e4), steps=30)
+    assert bad["diverged_at"] is not None and bad["accuracy"] == 0.0
