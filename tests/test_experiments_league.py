@@ -110,3 +110,14 @@ def test_digits_curve_steps_the_scheduler_and_reports_divergence():
     assert run["diverged_at"] is None and len(run["losses"]) == 4
     bad = digits_curve(lambda p: torch.optim.SGD(p, lr=1e4), steps=30)
     assert bad["diverged_at"] is not None and bad["accuracy"] == 0.0
+
+
+def test_plot_exact_zeros_puts_exact_zeros_on_their_own_tick():
+    from course_lib.plotting import plot_exact_zeros
+
+    weights = np.array([1.0] * 20 + [0.0, 0.0, 0.3, 1e-3])
+    runs = {"a": F.FTRLResult(weights, 0.5), "b": F.FTRLResult(np.abs(weights) + 1e-4, 0.5)}
+    fig, ax = plot_exact_zeros(runs)
+    assert ax.get_yticklabels()[0].get_text() == "exactly 0"
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["2 exactly 0", "0 exactly 0"] and fig.dpi >= 100
