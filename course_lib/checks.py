@@ -1154,3 +1154,38 @@ def check_range_test_lr(range_test_lr: Callable) -> bool:
     _run_measured_function(RANGE_TEST_LR, range_test_lr, "the range-test learning rate")
     print("✓ range_test_lr: your measurement agrees with the reference. Well done!")
     return True
+
+
+# --- chapter 11 ---
+# Concepts, not names: AdamW composed from blocks, a composition's state bytes, FTRL's weight
+
+
+def check_adamw_from_blocks(cls, seed: int = 0) -> bool:
+    """Check ``cls(params, lr, betas, eps, weight_decay)`` against ``torch.optim.AdamW`` step by
+    step on small quadratics; a mismatch names the wrong composition when it recognises it."""
+    from course_lib.exercises.composition import ADAMW_FROM_BLOCKS
+
+    return _check_optimizer_class(ADAMW_FROM_BLOCKS, cls, seed)
+
+
+def check_composed_state_bytes(composed_state_bytes: Callable, seed: int = 0) -> bool:
+    """Check ``composed_state_bytes(momentum, scaling, n_params, bytes_per_number) -> int``."""
+    from course_lib.exercises.composition import COMPOSED_STATE_BYTES
+
+    what = "composed_state_bytes(momentum, scaling, n_params, bytes_per_number)"
+    n_cases = _run_number_function(COMPOSED_STATE_BYTES, composed_state_bytes, what, seed)
+    print(f"✓ composed_state_bytes: all {n_cases} cases match. Well done!")
+    return True
+
+
+def check_ftrl_weight(ftrl_weight: Callable, seed: int = 0) -> bool:
+    """Check ``ftrl_weight(z, n, alpha, beta, l1, l2) -> float``: FTRL-Proximal's weight."""
+    from course_lib.exercises.composition import FTRL_WEIGHT
+
+    what = "ftrl_weight(z, n, alpha, beta, l1, l2)"
+    n_cases = _run_number_function(FTRL_WEIGHT, ftrl_weight, what, seed)
+    print(f"✓ ftrl_weight: all {n_cases} cases match. Well done!")
+    return True
+
+
+__all__ += ["check_adamw_from_blocks", "check_composed_state_bytes", "check_ftrl_weight"]

@@ -1339,3 +1339,79 @@ def plot_lr_grid(grid: Any, title: str, ax: Axes | None = None) -> tuple[Figure,
 
 
 __all__ += ["plot_adaptive_lr_spread", "plot_lr_grid"]
+
+
+# --- chapter 11 ---
+
+
+def plot_league(league, ax=None):
+    """The league's held-out loss, mean ± standard deviation over seeds, one row per optimizer
+    (best first, log scale), each labelled with its tuned lr and its state memory."""
+    import matplotlib.pyplot as plt
+
+    rows = league.rows[::-1]  # best at the top
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(9.0, 0.32 * len(rows) + 1.6), dpi=MIN_DPI)
+    else:
+        fig = ax.figure
+    y = np.arange(len(rows))
+    means = np.array([r["mean"] for r in rows])
+    stds = np.array([r["std"] for r in rows])
+    colors = [f"C{min(int(round(r['state_ratio'])), 4)}" for r in rows]
+    ax.errorbar(means, y, xerr=stds, fmt="none", ecolor="#555", capsize=3)
+    ax.scatter(means, y, c=colors, zorder=3, s=30)
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{r['name']} (lr {r['best_lr']:g}, state {r['state_ratio']:.0f}×)"
+                        for r in rows], fontsize=MIN_FONT_PT)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("held-out cross-entropy after the budget (mean ± std over seeds, log scale)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.set_title("League on digits: lr tuned per optimizer; colour = state buffers "
+                 "(C0 none, C1 one, C2 two, …)", fontsize=MIN_FONT_PT + 1)  # fmt: skip
+    fig.tight_layout()
+    return fig, ax
+
+
+__all__ += ["plot_league"]
+
+
+def plot_exact_zeros(runs, informative: int = 20, floor: float = 1e-5, ax=None):
+    """The sizes |w| of the *useless* weights (index ≥ ``informative``) learned by each run of
+    :func:`course_lib.experiments.ftrl_proximal.sparsity_experiment`, one column per method, log
+    scale. A weight that is exactly zero cannot sit on a log axis: it is drawn as a cross on the
+    line "exactly 0" below ``floor``, with the count of such weights written above the column."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(9.0, 4.2), dpi=MIN_DPI)
+    else:
+        fig = ax.figure
+    rng = np.random.default_rng(0)  # horizontal jitter only, for legibility
+    zero_line = floor / 10
+    for i, run in enumerate(runs.values()):
+        useless = np.abs(np.asarray(run.weights)[informative:])
+        x = i + rng.uniform(-0.25, 0.25, useless.size)
+        nonzero = useless > 0
+        ax.scatter(x[nonzero], np.maximum(useless[nonzero], floor), s=10, alpha=0.6, color=f"C{i}")
+        ax.scatter(x[~nonzero], np.full((~nonzero).sum(), zero_line), s=14, marker="x",
+                   color=f"C{i}")  # fmt: skip
+        ax.text(i, zero_line * 2.2, f"{int((~nonzero).sum())} exactly 0", ha="center",
+                fontsize=MIN_FONT_PT)  # fmt: skip
+    ax.axhline(floor / 3, color="#999", lw=0.8, ls=":")
+    ax.set_yscale("log")
+    decades = range(int(np.floor(np.log10(floor))), 1)
+    ax.set_yticks([zero_line, *(10.0**k for k in decades)])
+    ax.set_yticklabels(["exactly 0", *(f"$10^{{{k}}}$" for k in decades)])
+    ax.minorticks_off()
+    ax.set_xticks(range(len(runs)))
+    ax.set_xticklabels([label.replace(", ", ",\n").replace(" + ", "\n+ ") for label in runs],
+                       fontsize=MIN_FONT_PT)  # fmt: skip
+    ax.set_ylabel("|w| of each useless feature (log scale)")
+    ax.set_title("Only the proximal step puts useless weights at exactly zero",
+                 fontsize=MIN_FONT_PT + 1)  # fmt: skip
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig, ax
+
+
+__all__ += ["plot_exact_zeros"]

@@ -1444,3 +1444,165 @@ class RectificationExplorer(_Explorer):
                 f"{d['rectifier'][-1]:.3g}")
 
 __all__ += ["RectificationExplorer", "rectification_static"]
+
+
+# --- chapter 11 ---
+# The optimizer composer: one block per concept -> a working optimizer, on a landscape and on
+# digits, with its state memory and the same composition as three lines of code.
+
+
+def _composition_name(composition) -> str | None:
+    """The named optimizer this composition is (its concepts only), or ``None``."""
+    from course_lib.optim.composer import NAMED_COMPOSITIONS
+
+    for name, (named, _) in NAMED_COMPOSITIONS.items():
+        if named == composition:
+            return name
+    return None
+
+
+def composer_static(
+    momentum: str = "ema",
+    scaling: str = "ema",
+    bias_correction: bool = True,
+    decay: str = "decoupled",
+    rectify: bool = False,
+    update: str = "plain",
+    lr: float = 0.01,
+    weight_decay: float = 0.01,
+    landscape: str = "rosenbrock",
+    landscape_lr: float = 0.1,
+    landscape_steps: int = 300,
+    digits_steps: int = 60,
+    *,
+    fig: Figure | None = None,
+) -> tuple[Figure, dict[str, Any]]:
+    """The composer as a function: build the optimizer from one choice per concept
+    (:class:`course_lib.optim.Composition`), run it on ``landscape`` and on the league's digits
+    task (:func:`course_lib.experiments.league.digits_curve`), draw both. The landscape has its
+    own learning rate ``landscape_lr``: a 2-D function and a network want different lrs, one
+    reason why pictures of landscapes cannot rank optimizers.
+
+    Returns ``(fig, data)`` with ``data = {"composition", "name" (the named optimizer it is, or
+    None), "code" (three lines), "trajectory", "digits" (losses, diverged_at, accuracy,
+    state_bytes, param_bytes), "buffers"}``. A run that diverges is reported, not drawn from NaNs.
+    """
+    from course_lib.experiments.league import digits_curve
+    from course_lib.optim.composer import Composition
+
+    if not (lr > 0 and landscape_lr > 0):
+        raise ValueError(f"learning rates must be > 0, got {lr!r} and {landscape_lr!r}")
+    composition = Composition(momentum=momentum, scaling=scaling, bias_correction=bias_correction,
+                              decay=decay, rectify=rectify, update=update)  # fmt: skip
+    hyper = {"lr": lr, "weight_decay": weight_decay}
+    name = _composition_name(composition)
+    label = name or "composed"
+    land = get_landscape(landscape)
+    trajectory = run_optimizer(
+        land, lambda params: composition.build(params, **{**hyper, "lr": landscape_lr}),
+        steps=int(landscape_steps),
+        label=label,
+    )  # fmt: skip
+    digits = digits_curve(lambda params: composition.build(params, **hyper), int(digits_steps))
+    fig = _new_figure(fig, (11.0, 4.4))
+    ax1 = fig.add_subplot(1, 2, 1)
+    ax2 = fig.add_subplot(1, 2, 2)
+    plot_trajectories(land, [trajectory], ax1, legend=False, caption=False)
+    ax1.set_title(f"{landscape}, lr={landscape_lr:g}: {trajectory.message}",
+                  fontsize=MIN_FONT_PT + 1)  # fmt: skip
+    if digits["losses"]:
+        ax2.plot(np.arange(1, len(digits["losses"]) + 1), digits["losses"], color="C0")
+        ax2.set_yscale("log")
+    ax2.set_xlabel("step (mini-batch of 128)")
+    ax2.set_ylabel("training cross-entropy (log scale)")
+    if digits["diverged_at"] is not None:
+        message = f"diverged at step {digits['diverged_at']}:\ntry a smaller lr"
+        ax2.text(0.5, 0.5, message, ha="center", va="center", transform=ax2.transAxes,
+                 fontsize=11, color="#b00")  # fmt: skip
+        title = "digits MLP 64-32-10: diverged"
+    else:
+        title = f"digits MLP 64-32-10: held-out accuracy {100 * digits['accuracy']:.1f} %"
+    ax2.set_title(title, fontsize=MIN_FONT_PT + 1)
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    ratio = digits["state_bytes"] / digits["param_bytes"]
+    caption = (f"{label}: {composition}, lr={lr:g} (digits), weight_decay={weight_decay:g}; "
+               f"state {digits['state_bytes']:,} B = {ratio:.0f}× the parameters")  # fmt: skip
+    _add_caption(fig, [caption])
+    data = {
+        "composition": composition,
+        "name": name,
+        "code": composition.code(hyper),
+        "trajectory": trajectory,
+        "digits": digits,
+        "buffers": composition.buffers,
+    }
+    return fig, data
+
+
+class OptimizerComposer(_Explorer):
+    """One control per concept, the lr and a landscape. Static twin: :func:`composer_static`.
+
+    Every change rebuilds the optimizer, reruns it on the landscape and on digits, and shows
+    below the controls which named optimizer the composition is (if any), its state memory and
+    the three lines of code that build it. A combination that makes no sense (adaptive inertia
+    with a division by √v, rectification without Adam's pieces) says why instead of running.
+    """
+
+    def __init__(self, momentum="ema", scaling="ema", bias_correction=True, decay="decoupled",
+                 rectify=False, update="plain", lr=0.01, landscape="rosenbrock",
+                 landscape_lr=0.1):  # fmt: skip
+        from course_lib.optim.composer import CONCEPTS
+
+        def dropdown(key, value, description):
+            return W.Dropdown(options=list(CONCEPTS[key]), value=value, description=description,
+                              layout=W.Layout(width="260px"))  # fmt: skip
+
+        c = {
+            "momentum": dropdown("momentum", momentum, "momentum"),
+            "scaling": dropdown("scaling", scaling, "scaling"),
+            "decay": dropdown("decay", decay, "decay"),
+            "update": dropdown("update", update, "update"),
+            "bias_correction": W.Checkbox(value=bias_correction, description="bias correction"),
+            "rectify": W.Checkbox(value=rectify, description="rectification"),
+            "lr": W.FloatLogSlider(value=lr, base=10, min=-4, max=0.5, step=0.25,
+                                   description="lr", continuous_update=False),
+            "landscape_lr": W.FloatLogSlider(value=landscape_lr, base=10, min=-4, max=0.5,
+                                             step=0.25, description="landscape lr",
+                                             continuous_update=False),
+            "landscape": W.Dropdown(options=[n for n in LANDSCAPES if n != "reddi"],
+                                    value=landscape, description="landscape"),
+        }  # fmt: skip
+        self.code = W.HTML(value="")
+        rows = [
+            W.HBox([c["momentum"], c["scaling"], c["bias_correction"]]),
+            W.HBox([c["decay"], c["update"], c["rectify"]]),
+            W.HBox([c["lr"], c["landscape"], c["landscape_lr"]]),
+        ]
+        super().__init__(c, rows, (11.0, 4.4))
+        self.children = (*self.children[:-1], self.code, self.children[-1])
+        self.update()
+
+    def _compute(self):
+        v = {k: w.value for k, w in self.controls.items()}
+        return composer_static(
+            v["momentum"], v["scaling"], v["bias_correction"], v["decay"], v["rectify"],
+            v["update"], lr=v["lr"], landscape=v["landscape"], landscape_lr=v["landscape_lr"],
+            fig=self.figure,
+        )  # fmt: skip
+
+    def _status_html(self) -> str:
+        d = self.data
+        digits = d["digits"]
+        named = f"this is <b>{d['name']}</b>" if d["name"] else "a new combination"
+        outcome = (f"diverged at step {digits['diverged_at']}" if digits["diverged_at"]
+                   else f"held-out accuracy {100 * digits['accuracy']:.1f} %")  # fmt: skip
+        self.code.value = f"<pre style='font-size:12px'>{_escape(d['code'])}</pre>"
+        return (
+            f"{named}; state: {d['buffers']} buffer(s) the size of the parameters "
+            f"({digits['state_bytes']:,} B on the digits MLP); landscape: "
+            f"{_escape(d['trajectory'].message)}; digits: {outcome}"
+        )
+
+
+__all__ += ["OptimizerComposer", "composer_static"]

@@ -268,3 +268,65 @@ CONFIGS.append(
                                {"m": "exp_avg", "u": "exp_inf", "step": "step"}))
 )
 BY_ID = {c.id: c for c in CONFIGS}
+
+
+# --- chapter 11 ---
+# Composed optimizers (course_lib.optim.composer): one configuration per concept the composer
+# offers; where the composition is a named optimizer, its torch.optim / lion-pytorch reference.
+def _composed_groups(groups, rename=None, drop=()):
+    rename = rename or {}
+    return tuple({rename.get(k, k): v for k, v in g.items() if k not in drop} for g in groups)
+
+
+_COMPOSED_NUMBERS = (  # every number of ComposedOptimizer, different in the two groups
+    {"momentum_coef": 0.9, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.1},
+    {"momentum_coef": 0.5, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.01},
+)
+
+
+def _complete(groups):
+    """The groups with every hyperparameter they lack (unused by the composition) added."""
+    return tuple({**numbers, **g} for numbers, g in zip(_COMPOSED_NUMBERS, groups))
+
+
+COMPOSED_ADAM = dict(momentum="ema", scaling="ema", bias_correction=True)
+COMPOSED_SGD_GROUPS = _complete(_composed_groups(NESTEROV_GROUPS, {"momentum": "momentum_coef"}))
+COMPOSED_RMSPROP_GROUPS = _complete(tuple(
+    {"lr": g["lr"], "betas": (0.5, g["alpha"]), "eps": g["eps"], "weight_decay": g["weight_decay"]}
+    for g in RMSPROP_GROUPS
+))  # fmt: skip
+CONFIGS.extend([
+    Config("Composed-Adam", O.ComposedOptimizer, {**COMPOSED_ADAM, "decay": "l2"},
+           groups=_complete(ADAM_GROUPS), buffers=2,
+           reference=_other(lambda g, **kw: torch.optim.Adam(g, **kw), ADAM_STATE)),
+    Config("Composed-AdamW", O.ComposedOptimizer, {**COMPOSED_ADAM, "decay": "decoupled"},
+           groups=_complete(ADAM_GROUPS), buffers=2,
+           reference=_other(lambda g, **kw: torch.optim.AdamW(g, **kw), ADAM_STATE)),
+    Config("Composed-AMSGrad", O.ComposedOptimizer,
+           {**COMPOSED_ADAM, "scaling": "amsgrad", "decay": "l2"}, groups=_complete(ADAM_GROUPS), buffers=3,
+           reference=_other(lambda g, **kw: torch.optim.Adam(g, amsgrad=True, **kw),
+                            {**ADAM_STATE, "v_max": "max_exp_avg_sq"})),
+    Config("Composed-RAdam", O.ComposedOptimizer,
+           {**COMPOSED_ADAM, "rectify": True, "decay": "l2"}, groups=_complete(ADAM_GROUPS), buffers=2,
+           reference=_other(lambda g, **kw: torch.optim.RAdam(g, **kw), ADAM_STATE)),
+    Config("Composed-Lion", O.ComposedOptimizer,
+           {"momentum": "lion", "update": "sign", "decay": "decoupled"},
+           groups=_complete(LION_GROUPS), buffers=1,
+           reference=_other(lambda g: lion_pytorch.Lion(g), {"m": "exp_avg"}, maximize=False)),
+    Config("Composed-Nesterov", O.ComposedOptimizer, {"momentum": "nesterov", "decay": "l2"},
+           groups=COMPOSED_SGD_GROUPS, buffers=1,
+           reference=_other(
+               lambda g, **kw: torch.optim.SGD(
+                   _composed_groups(g, {"momentum_coef": "momentum"}), momentum=0.9,
+                   nesterov=True, **kw),
+               {"b": "momentum_buffer"})),
+    Config("Composed-RMSprop-memory_free-decoupled", O.ComposedOptimizer,
+           {"scaling": "amsgrad_memory_free", "bias_correction": True, "decay": "decoupled"},
+           groups=COMPOSED_RMSPROP_GROUPS, buffers=1),
+    Config("Composed-AdaGrad-heavy_ball-sign", O.ComposedOptimizer,
+           {"momentum": "heavy_ball", "scaling": "adagrad", "update": "sign", "decay": "l2"},
+           groups=COMPOSED_SGD_GROUPS, buffers=2),
+    Config("Composed-Adai", O.ComposedOptimizer, {"momentum": "adaptive_inertia", "decay": "l2"},
+           groups=_complete(ADAI_GROUPS), buffers=3),
+])  # fmt: skip
+BY_ID = {c.id: c for c in CONFIGS}

@@ -357,3 +357,72 @@ def test_sign_step_explorer_snr_slider_changes_the_plot(sign_steps_lab):
                 assert bad not in body, bad
         finally:
             browser.close()
+
+
+# --- chapter 11 ---
+
+
+@pytest.fixture
+def lab_with_composer(tmp_path):
+    """JupyterLab serving a one-cell notebook that shows the optimizer composer."""
+    import nbformat
+
+    root = tmp_path / "root"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import torch\ntorch.set_num_threads(1)\n"
+        "from course_lib.widgets import OptimizerComposer\nOptimizerComposer()"
+    )])  # fmt: skip
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "composer.ipynb")
+    yield from _serve(tmp_path, root, kernels=True)
+
+
+def test_composer_renders_and_reacts_to_a_concept(lab_with_composer):
+    """The composer shows AdamW; switching the update block to "sign" recomputes in the kernel:
+    a new figure, and the status no longer names AdamW."""
+    from playwright.sync_api import sync_playwright
+
+    lab = lab_with_composer
+    url = f"{lab['url']}/lab/tree/composer.ipynb?token={lab['token']}"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                     args=["--no-sandbox", "--disable-gpu",
+                                           "--disable-dev-shm-usage", "--no-first-run"])  # fmt: skip
+        page = None
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            _accept_dialogs(page)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            page.wait_for_selector(".widget-output img", timeout=120_000)
+            page.wait_for_selector("text=this is AdamW", timeout=60_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+            before = _image_src(page)
+            assert before.startswith("data:image/png;base64,")
+            assert "Composition(" in page.locator(".widget-html").nth(1).inner_text()
+
+            update = page.locator(".widget-dropdown", has=page.locator("label", has_text="update"))
+            update.first.locator("select").select_option("sign")
+            page.wait_for_function(
+                "(before) => { const i = document.querySelector('.widget-output img');"
+                " return i && i.getAttribute('src') !== before; }",
+                arg=before,
+                timeout=90_000,
+            )
+            page.wait_for_selector("text=a new combination", timeout=30_000)
+            assert page.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
+            body = page.locator(".jp-Notebook").inner_text()
+            for bad in ("Traceback", "Error displaying widget", "Failed to load model class"):
+                assert bad not in body, bad
+        except Exception:
+            if page is not None:
+                page.screenshot(path=str(Path(lab["log"]).parent / "failure.png"))
+            print(Path(lab["log"]).read_text()[-4000:])
+            raise
+        finally:
+            browser.close()

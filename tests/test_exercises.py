@@ -636,3 +636,59 @@ def test_chapter_08_solutions_pass_their_self_checks():
     for name in ("first_rectified_step", "radam_rectifier"):
         function, _ = _solutions_function("08_radam_nadam_adan", name)
         assert SELF_CHECKS[name](function)
+
+
+# --- chapter 11 ---
+# AdamWFromBlocks (implement), composed_state_bytes and ftrl_weight (compute)
+
+SELF_CHECKS["adamw_from_blocks"] = checks.check_adamw_from_blocks
+
+
+def test_composed_state_bytes_reference_is_what_the_composer_holds():
+    from course_lib.exercises.composition import MOMENTA, SCALINGS, ref_composed_state_bytes
+    from course_lib.optim import ComposedOptimizer
+
+    for momentum in MOMENTA:
+        for scaling in SCALINGS:
+            if momentum == "adaptive_inertia" and scaling != "none":
+                continue
+            w = torch.zeros(37, dtype=D, requires_grad=True)
+            opt = ComposedOptimizer([w], momentum=momentum, scaling=scaling, lr=0.1)
+            w.grad = torch.ones_like(w)
+            opt.step()
+            want = ref_composed_state_bytes(momentum, scaling, 37, 8)
+            assert want == optim_state_bytes(opt), (momentum, scaling)
+
+
+def optim_state_bytes(opt) -> int:
+    from course_lib.optim import state_bytes
+
+    return state_bytes(opt)
+
+
+def test_ftrl_weight_reference_is_the_experiments_closed_form():
+    import numpy as np
+
+    from course_lib.exercises.composition import FTRL_WEIGHT, ref_ftrl_weight
+    from course_lib.experiments.ftrl_proximal import ftrl_weights
+
+    gen = torch.Generator().manual_seed(0)
+    cases = FTRL_WEIGHT.self_check_cases(gen) + FTRL_WEIGHT.hidden_cases(gen)
+    zeros = 0
+    for case in cases:
+        z, n, alpha, beta, l1, l2 = case.args
+        vector = ftrl_weights(np.array([z]), np.array([n]), alpha, beta, l1, l2)[0]
+        assert vector == pytest.approx(ref_ftrl_weight(*case.args), rel=1e-12, abs=0)
+        zeros += ref_ftrl_weight(*case.args) == 0.0
+    assert zeros >= 3, "some cases must test the threshold (answer exactly 0)"
+
+
+def test_adamw_from_blocks_solution_cell_passes_and_the_composer_is_accepted():
+    import json
+
+    nb = json.loads((PACKAGE.parent / "solutions" / "11_putting_it_together.ipynb").read_text())
+    [cell] = [c for c in nb["cells"]
+              if c["metadata"].get("nbgrader", {}).get("grade_id") == "adamw_from_blocks_code"]
+    namespace = {"torch": torch}
+    exec("".join(cell["source"]), namespace)
+    assert checks.check_adamw_from_blocks(namespace["AdamWFromBlocks"])

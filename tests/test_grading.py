@@ -678,3 +678,16 @@ def test_chapter_07_assignment_lists_its_four_questions():
         "range_test_lr",
     ]
     assert a.max_score == 6
+
+
+# --- chapter 11 ---
+
+
+def test_chapter_11_assignment_lists_its_three_questions():
+    a = load_assignment("11_putting_it_together")
+    assert [q.grade_id for q in a.questions] == [
+        "adamw_from_blocks",
+        "composed_state_bytes",
+        "ftrl_weight",
+    ]
+    assert a.max_score == 5

@@ -472,6 +472,7 @@ FULL_MARKS = {
     "08_radam_nadam_adan": 5,
     "09_adai": 6,
     "10_sign_optimizers": 5,
+    "11_putting_it_together": 5,
 }
 
 

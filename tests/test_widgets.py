@@ -541,3 +541,49 @@ def test_schedule_explorer_marks_sgdr_restarts_but_not_warmup():
     ex.controls["schedule"].value = "warmup + cosine"
     assert "restarts" not in ex.status.value
     assert restart_steps([]) == [] and restart_steps([0.1, 0.1]) == []
+
+
+# --- chapter 11 ---
+
+
+def test_composer_static_names_known_optimizers_and_counts_their_state():
+    from course_lib.widgets import composer_static
+
+    fig, data = composer_static("lion", "none", False, "decoupled", False, "sign", lr=3e-3,
+                                weight_decay=0.1, landscape_steps=20, digits_steps=5)  # fmt: skip
+    assert data["name"] == "Lion" and data["buffers"] == 1
+    assert data["digits"]["state_bytes"] == data["digits"]["param_bytes"]
+    assert len(data["code"].splitlines()) == 3
+    assert fig.dpi >= 100 and _small_texts(fig) == []
+    _, data = composer_static("ema", "ema", True, "none", False, "plain", landscape_steps=5,
+                              digits_steps=5)  # fmt: skip
+    assert data["name"] is None  # Adam's concepts without weight decay: not a named composition
+
+
+def test_composer_static_says_diverged_instead_of_plotting_nans():
+    from course_lib.widgets import composer_static
+
+    fig, data = composer_static("heavy_ball", "none", False, "none", False, "plain", lr=3.0,
+                                landscape_lr=3.0, landscape_steps=50, digits_steps=30)  # fmt: skip
+    assert data["digits"]["diverged_at"] is not None
+    assert data["trajectory"].diverged
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any("diverged" in t for t in texts)
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            assert np.isfinite(np.asarray(line.get_ydata(), dtype=float)).all()
+
+
+def test_optimizer_composer_reacts_and_refuses_nonsense():
+    from course_lib.widgets import OptimizerComposer
+
+    w = OptimizerComposer()
+    assert w.data["name"] == "AdamW" and "AdamW" in w.status.value
+    assert "Composition(" in w.code.value
+    w.controls["momentum"].value = "lion"
+    w.controls["scaling"].value = "none"
+    w.controls["bias_correction"].value = False
+    w.controls["update"].value = "sign"
+    assert w.data["name"] == "Lion" and w.data["buffers"] == 1
+    w.controls["rectify"].value = True
+    assert w.error is not None and "rectification" in w.status.value

@@ -229,3 +229,15 @@ from course_lib.exercises.schedules import (  # noqa: E402
 NUMBER_EXERCISES.update(
     {exercise.name: exercise for exercise in (SGDR_LR, NOAM_PEAK_LR, RESTART_RUN, RANGE_TEST_LR)}
 )
+
+
+# --- chapter 11 ---
+# Concepts, not names: compose AdamW from blocks, count a composition's state, FTRL's weight
+from course_lib.exercises.composition import (  # noqa: E402
+    ADAMW_FROM_BLOCKS,
+    COMPOSED_STATE_BYTES,
+    FTRL_WEIGHT,
+)
+
+NUMBER_EXERCISES.update({e.name: e for e in (COMPOSED_STATE_BYTES, FTRL_WEIGHT)})
+OPTIMIZER_CLASS_EXERCISES[ADAMW_FROM_BLOCKS.name] = ADAMW_FROM_BLOCKS

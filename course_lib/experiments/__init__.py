@@ -24,6 +24,7 @@ here does one such measurement, with the method written out in its docstring, an
 - ``rectification`` RAdam's ρ_t, switch step and rectifier; adaptive-lr variance; NAdam's μ_t
 - ``schedules``   lr-scheduled runs on digits: snapshot ensembles, warmup, lr vs batch size
 - ``lr_range``    the learning-rate range test and rules to pick a value from it
+- ``league``, ``ftrl_proximal`` every optimizer, fair protocol, time, memory; L1 exact zeros
 
 Import the module you need (``from course_lib.experiments.stability import bisect_threshold``);
 importing this package imports none of them.

@@ -21,3 +21,10 @@ from course_lib.optim.online import *  # noqa: F403
 __all__ = ["BlockOptimizer", "blocks", "state_bytes", *classic.__all__, *adam.__all__]
 __all__ += ["fast_path_config", "fast_path_stats", "set_fast_path"]  # the fast path's switch
 __all__ += [*frontier.__all__, *online.__all__]  # Adan, Adai, sign methods, online RMSprop
+
+# --- chapter 11 ---
+from course_lib.optim import composer, fastpath  # noqa: E402
+from course_lib.optim.composer import *  # noqa: E402, F403
+
+__all__ += composer.__all__  # the composer: one block per concept
+fastpath.register(ComposedOptimizer)  # noqa: F405  every block of the composer is elementwise
