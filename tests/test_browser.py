@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -293,102 +294,53 @@ def test_widgets_and_the_animation_show_a_figure_without_a_kernel(lab_without_ke
             browser.close()
 
 
-# --- chapter 10 ---------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------
+# Chapter widgets (10: SignStepExplorer, 11: OptimizerComposer): one JupyterLab serves a one-cell
+# notebook per widget; each test opens its notebook, runs it, moves one control and checks that
+# the kernel recomputed the figure with no error output.
+# ---------------------------------------------------------------------------------------------
+
+WIDGET_NOTEBOOKS = {
+    "sign_steps": "from course_lib.widgets import SignStepExplorer\nSignStepExplorer(snr=0.3)",
+    "composer": "import torch\ntorch.set_num_threads(1)\n"
+    "from course_lib.widgets import OptimizerComposer\nOptimizerComposer()",
+}
 
 
-@pytest.fixture
-def sign_steps_lab(tmp_path):
-    """JupyterLab with kernels, serving a one-cell notebook that shows the SignStepExplorer."""
+@pytest.fixture(scope="module")
+def widget_lab(tmp_path_factory):
+    """JupyterLab with kernels, serving one notebook per entry of ``WIDGET_NOTEBOOKS``."""
     import nbformat
 
-    root = tmp_path / "root"
+    tmp = tmp_path_factory.mktemp("widget_lab")
+    root = tmp / "root"
     root.mkdir()
-    cell = "from course_lib.widgets import SignStepExplorer\nSignStepExplorer(snr=0.3)"
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, root / "sign_steps.ipynb")
-    yield from _serve(tmp_path, root, kernels=True)
+    for name, cell in WIDGET_NOTEBOOKS.items():
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
+        nbformat.write(nb, root / f"{name}.ipynb")
+    yield from _serve(tmp, root, kernels=True)
 
 
-def test_sign_step_explorer_snr_slider_changes_the_plot(sign_steps_lab):
+@contextmanager
+def _widget_page(lab: dict, name: str, ready_text: str):
+    """Open notebook ``name``, Run All, wait for the widget's figure and ``ready_text``; yield the
+    page; afterwards assert that nothing went wrong (no stderr, no traceback, no broken widget).
+    On failure: a screenshot next to the JupyterLab log, and the log's tail."""
     from playwright.sync_api import sync_playwright
 
-    lab = sign_steps_lab
-    url = f"{lab['url']}/lab/tree/sign_steps.ipynb?token={lab['token']}"
+    # a workspace of its own: JupyterLab would otherwise reopen the other tests' notebooks
+    url = f"{lab['url']}/lab/workspaces/{name}/tree/{name}.ipynb?token={lab['token']}"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM),
             headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
         )
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
-            page.goto(url)
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            _accept_dialogs(page)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-            page.wait_for_selector(".widget-output img", timeout=90_000)
-            page.wait_for_selector("text=downhill", timeout=60_000)
-            before = _image_src(page)
-            status_before = page.locator(".widget-html").first.inner_text()
-            slider = page.locator(".widget-slider", has=page.locator("label", has_text="SNR"))
-            readout = slider.first.locator(".widget-readout")
-            readout.click()
-            page.keyboard.press("Control+A")
-            page.keyboard.type("0.03")
-            page.keyboard.press("Enter")
-            page.wait_for_function(
-                "(before) => { const i = document.querySelector('.widget-output img');"
-                " return i && i.getAttribute('src') !== before; }",
-                arg=before,
-                timeout=60_000,
-            )
-            assert page.locator(".widget-html").first.inner_text() != status_before
-            assert page.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
-            body = page.locator(".jp-Notebook").inner_text()
-            for bad in ("Traceback", "Error displaying widget", "Failed to load model class"):
-                assert bad not in body, bad
-        finally:
-            browser.close()
-
-
-# --- chapter 11 ---
-
-
-@pytest.fixture
-def lab_with_composer(tmp_path):
-    """JupyterLab serving a one-cell notebook that shows the optimizer composer."""
-    import nbformat
-
-    root = tmp_path / "root"
-    root.mkdir()
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "import torch\ntorch.set_num_threads(1)\n"
-        "from course_lib.widgets import OptimizerComposer\nOptimizerComposer()"
-    )])  # fmt: skip
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "composer.ipynb")
-    yield from _serve(tmp_path, root, kernels=True)
-
-
-def test_composer_renders_and_reacts_to_a_concept(lab_with_composer):
-    """The composer shows AdamW; switching the update block to "sign" recomputes in the kernel:
-    a new figure, and the status no longer names AdamW."""
-    from playwright.sync_api import sync_playwright
-
-    lab = lab_with_composer
-    url = f"{lab['url']}/lab/tree/composer.ipynb?token={lab['token']}"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                     args=["--no-sandbox", "--disable-gpu",
-                                           "--disable-dev-shm-usage", "--no-first-run"])  # fmt: skip
         page = None
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
@@ -400,29 +352,52 @@ def test_composer_renders_and_reacts_to_a_concept(lab_with_composer):
             page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
             page.wait_for_selector(".widget-output img", timeout=120_000)
-            page.wait_for_selector("text=this is AdamW", timeout=60_000)
+            page.wait_for_selector(f"text={ready_text}", timeout=60_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-            before = _image_src(page)
-            assert before.startswith("data:image/png;base64,")
-            assert "Composition(" in page.locator(".widget-html").nth(1).inner_text()
-
-            update = page.locator(".widget-dropdown", has=page.locator("label", has_text="update"))
-            update.first.locator("select").select_option("sign")
-            page.wait_for_function(
-                "(before) => { const i = document.querySelector('.widget-output img');"
-                " return i && i.getAttribute('src') !== before; }",
-                arg=before,
-                timeout=90_000,
-            )
-            page.wait_for_selector("text=a new combination", timeout=30_000)
+            assert _image_src(page).startswith("data:image/png;base64,")
+            yield page
             assert page.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
             body = page.locator(".jp-Notebook").inner_text()
             for bad in ("Traceback", "Error displaying widget", "Failed to load model class"):
                 assert bad not in body, bad
         except Exception:
             if page is not None:
-                page.screenshot(path=str(Path(lab["log"]).parent / "failure.png"))
+                page.screenshot(path=str(Path(lab["log"]).parent / f"failure-{name}.png"))
             print(Path(lab["log"]).read_text()[-4000:])
             raise
         finally:
             browser.close()
+
+
+def _wait_for_new_image(page, before: str, timeout: int = 90_000) -> None:
+    page.wait_for_function(
+        "(before) => { const i = document.querySelector('.widget-output img');"
+        " return i && i.getAttribute('src') !== before; }",
+        arg=before,
+        timeout=timeout,
+    )
+
+
+def test_sign_step_explorer_snr_slider_changes_the_plot(widget_lab):
+    with _widget_page(widget_lab, "sign_steps", "downhill") as page:
+        before = _image_src(page)
+        status_before = page.locator(".widget-html").first.inner_text()
+        slider = page.locator(".widget-slider", has=page.locator("label", has_text="SNR"))
+        slider.first.locator(".widget-readout").click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("0.03")
+        page.keyboard.press("Enter")
+        _wait_for_new_image(page, before)
+        assert page.locator(".widget-html").first.inner_text() != status_before
+
+
+def test_composer_renders_and_reacts_to_a_concept(widget_lab):
+    """The composer shows AdamW; switching the update block to "sign" recomputes in the kernel:
+    a new figure, and the status no longer names AdamW."""
+    with _widget_page(widget_lab, "composer", "this is AdamW") as page:
+        before = _image_src(page)
+        assert "Composition(" in page.locator(".widget-html").nth(1).inner_text()
+        update = page.locator(".widget-dropdown", has=page.locator("label", has_text="update"))
+        update.first.locator("select").select_option("sign")
+        _wait_for_new_image(page, before)
+        page.wait_for_selector("text=a new combination", timeout=30_000)
