@@ -28,8 +28,9 @@ scales the adaptive step so that its variance is the one it will have at :math:`
 Before the switch (:func:`switch_step`) RAdam takes the momentum step :math:`\eta\,\hat m_t`
 without any division. Thresholds differ: :math:`\rho_t > 4` in the paper's Algorithm 2,
 :math:`\rho_t > 5` in ``torch.optim.RAdam`` (and in ``course_lib.optim.RAdam``),
-:math:`\rho_t \ge 5` in the official repository (``LiyuanLucasLiu/RAdam``, whose current version
-skips the update entirely before the switch unless ``degenerated_to_sgd=True``).
+:math:`\rho_t \ge 5` in the official repository (``LiyuanLucasLiu/RAdam``, which also takes the
+momentum step before the switch by default, ``degenerated_to_sgd=True``, and skips the update
+only when that flag is turned off).
 
 **NAdam's momentum schedule** (:func:`nadam_mu`): ``torch.optim.NAdam`` multiplies the momentum by
 :math:`\mu_t = \beta_1(1 - \tfrac12\,0.96^{t\psi})`, :math:`\psi` = ``momentum_decay`` = 0.004,
