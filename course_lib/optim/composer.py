@@ -41,7 +41,7 @@ gradient :math:`g`:
 6. **update** (``update``): ``"plain"``, :math:`w \leftarrow w - \eta\, u`, or ``"sign"``,
    :math:`w \leftarrow w - \eta\,\operatorname{sign}(u)`.
 
-Schedules and restarts are the sixth concept, and not a block: they change ``lr`` between steps
+Schedules and restarts are one more concept, and not a block: they change ``lr`` between steps
 (any ``torch.optim.lr_scheduler``, or :class:`course_lib.optim.schedules.ScheduledLR`).
 
 Named optimizers are special cases (:data:`NAMED_COMPOSITIONS`; ``tests/test_optim_composer.py``
