@@ -273,9 +273,9 @@ def check_divergence_threshold(value_or_fn, A=None, seed: int = 0) -> bool:
 def check_bias_correction(value_or_fn, beta: float | None = None, t: int | None = None) -> bool:
     """Check the bias-correction factor ``1 − βᵗ``: a function ``(beta, t) -> float`` or a value."""
     if callable(value_or_fn):
-        n_cases = _run_number_function(BIAS_CORRECTION, value_or_fn, "bias_correction(beta, t)")
-        print(f"✓ bias_correction: all {n_cases} cases match 1 − βᵗ. Well done!")
-        return True
+        return _number_exercise_passed(
+            BIAS_CORRECTION, value_or_fn, "bias_correction(beta, t)", says="cases match 1 − βᵗ"
+        )
     if beta is None or t is None:
         raise ValueError("check_bias_correction(value, beta=..., t=...): pass beta and t too")
     where = f"beta={beta}, t={t}"
@@ -288,9 +288,7 @@ def check_bias_correction(value_or_fn, beta: float | None = None, t: int | None 
 def check_optimal_momentum(value_or_fn, kappa: float | None = None) -> bool:
     """Check ``((√κ − 1)/(√κ + 1))²``, the best heavy-ball μ on a quadratic with condition κ."""
     if callable(value_or_fn):
-        n_cases = _run_number_function(OPTIMAL_MOMENTUM, value_or_fn, "optimal_momentum(kappa)")
-        print(f"✓ optimal_momentum: all {n_cases} cases match. Well done!")
-        return True
+        return _number_exercise_passed(OPTIMAL_MOMENTUM, value_or_fn, "optimal_momentum(kappa)")
     if kappa is None:
         raise ValueError("check_optimal_momentum(value, kappa=...): pass kappa too")
     where = f"kappa={kappa}"
@@ -315,6 +313,15 @@ def _run_number_function(exercise: NumberExercise, fn: Callable, what: str, seed
                 ) from exc
             _check_number(exercise, case.args, got, what, case.label)
     return len(cases)
+
+
+def _number_exercise_passed(
+    exercise: NumberExercise, fn: Callable, what: str, seed: int = 0, says: str = "cases match"
+) -> bool:
+    """:func:`_run_number_function`, then the one-line success message every number check prints."""
+    n_cases = _run_number_function(exercise, fn, what, seed)
+    print(f"✓ {exercise.name}: all {n_cases} {says}. Well done!")
+    return True
 
 
 def _check_number(exercise: NumberExercise, args: tuple, got, what: str, where: str) -> None:
@@ -778,9 +785,7 @@ def check_adagrad_class(cls, seed: int = 0) -> bool:
 def check_rmsprop_lr_after_spike(fn: Callable) -> bool:
     """Check ``rmsprop_lr_after_spike(t, spike_step, spike, base, lr, beta, eps) -> float``."""
     what = "rmsprop_lr_after_spike(t, spike_step, spike, base, lr, beta, eps)"
-    n_cases = _run_number_function(RMSPROP_LR_AFTER_SPIKE, fn, what)
-    print(f"✓ rmsprop_lr_after_spike: all {n_cases} cases match. Well done!")
-    return True
+    return _number_exercise_passed(RMSPROP_LR_AFTER_SPIKE, fn, what)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -794,9 +799,7 @@ def check_uncorrected_peak_step(uncorrected_peak_step: Callable, seed: int = 0) 
     from course_lib.exercises.adam_exercises import UNCORRECTED_PEAK_STEP
 
     what = "uncorrected_peak_step(beta1, beta2)"
-    n_cases = _run_number_function(UNCORRECTED_PEAK_STEP, uncorrected_peak_step, what, seed)
-    print(f"✓ uncorrected_peak_step: all {n_cases} cases match. Well done!")
-    return True
+    return _number_exercise_passed(UNCORRECTED_PEAK_STEP, uncorrected_peak_step, what, seed)
 
 
 def check_state_bytes(state_bytes: Callable, seed: int = 0) -> bool:
@@ -805,9 +808,7 @@ def check_state_bytes(state_bytes: Callable, seed: int = 0) -> bool:
     from course_lib.exercises.adam_exercises import STATE_BYTES
 
     what = "state_bytes(n_in, n_hidden, n_out, optimizer, bytes_per_number)"
-    n_cases = _run_number_function(STATE_BYTES, state_bytes, what, seed)
-    print(f"✓ state_bytes: all {n_cases} cases match. Well done!")
-    return True
+    return _number_exercise_passed(STATE_BYTES, state_bytes, what, seed)
 
 
 def check_adam_bug_hunt(cls, seed: int = 0) -> bool:
@@ -848,9 +849,10 @@ __all__ += [
 def check_classify_critical_point(classify_critical_point: Callable, seed: int = 0) -> bool:
     """Check ``classify_critical_point(H, tol) -> MINIMUM | MAXIMUM | SADDLE | INCONCLUSIVE``."""
     what = "the class (1 = MINIMUM, -1 = MAXIMUM, 0 = SADDLE, 2 = INCONCLUSIVE)"
-    n_cases = _run_number_function(CLASSIFY_CRITICAL_POINT, classify_critical_point, what, seed)
-    print(f"✓ classify_critical_point: all {n_cases} Hessians classified right. Well done!")
-    return True
+    return _number_exercise_passed(
+        CLASSIFY_CRITICAL_POINT, classify_critical_point, what, seed,
+        says="Hessians classified right",
+    )
 
 
 def check_gradient_tolerance(value_or_fn, m=None, L=None, delta=None) -> bool:
@@ -891,9 +893,7 @@ def check_sgd_noise_floor(value_or_fn, lr=None, curvature=None, noise_std=None) 
     """
     what = "the stationary E[w²]"
     if callable(value_or_fn):
-        n_cases = _run_number_function(SGD_NOISE_FLOOR, value_or_fn, what)
-        print(f"✓ sgd_noise_floor: all {n_cases} cases are right. Well done!")
-        return True
+        return _number_exercise_passed(SGD_NOISE_FLOOR, value_or_fn, what, says="cases are right")
     if lr is None or curvature is None or noise_std is None:
         raise ValueError("check_sgd_noise_floor(value, lr=..., curvature=..., noise_std=...)")
     where = f"lr={lr}, curvature={curvature}, noise_std={noise_std}"
@@ -954,9 +954,7 @@ def check_decay_half_life(decay_half_life: Callable, seed: int = 0) -> bool:
     from course_lib.exercises.weight_decay import DECAY_HALF_LIFE
 
     what = "decay_half_life(lr, weight_decay, v_hat, eps, decoupled)"
-    n_cases = _run_number_function(DECAY_HALF_LIFE, decay_half_life, what, seed)
-    print(f"✓ decay_half_life: all {n_cases} cases match. Well done!")
-    return True
+    return _number_exercise_passed(DECAY_HALF_LIFE, decay_half_life, what, seed)
 
 
 def check_adamw_bug_hunt(cls, seed: int = 0) -> bool:
@@ -987,9 +985,7 @@ def check_lion_decay_steps(lion_decay_steps: Callable, seed: int = 0) -> bool:
     from course_lib.exercises.sign_optimizers import LION_DECAY_STEPS
 
     what = "lion_decay_steps(lr, weight_decay, fraction)"
-    n_cases = _run_number_function(LION_DECAY_STEPS, lion_decay_steps, what, seed)
-    print(f"✓ lion_decay_steps: all {n_cases} cases match. Well done!")
-    return True
+    return _number_exercise_passed(LION_DECAY_STEPS, lion_decay_steps, what, seed)
 
 
 def check_lion_bug_hunt(cls, seed: int = 0) -> bool:
@@ -1022,9 +1018,9 @@ def check_first_negative_increment(first_negative_increment: Callable, seed: int
     from course_lib.exercises.amsgrad import FIRST_NEGATIVE_INCREMENT
 
     what = "first_negative_increment(grads, beta2)"
-    n_cases = _run_number_function(FIRST_NEGATIVE_INCREMENT, first_negative_increment, what, seed)
-    print(f"✓ first_negative_increment: all {n_cases} sequences match. Well done!")
-    return True
+    return _number_exercise_passed(
+        FIRST_NEGATIVE_INCREMENT, first_negative_increment, what, seed, says="sequences match"
+    )
 
 
 def check_amsgrad_state_bytes(amsgrad_state_bytes: Callable, seed: int = 0) -> bool:
@@ -1032,9 +1028,7 @@ def check_amsgrad_state_bytes(amsgrad_state_bytes: Callable, seed: int = 0) -> b
     from course_lib.exercises.amsgrad import AMSGRAD_STATE_BYTES
 
     what = "amsgrad_state_bytes(n_in, n_hidden, n_out, convention, bytes_per_number)"
-    n_cases = _run_number_function(AMSGRAD_STATE_BYTES, amsgrad_state_bytes, what, seed)
-    print(f"✓ amsgrad_state_bytes: all {n_cases} cases match. Well done!")
-    return True
+    return _number_exercise_passed(AMSGRAD_STATE_BYTES, amsgrad_state_bytes, what, seed)
 
 
 __all__ += ["check_amsgrad", "check_amsgrad_state_bytes", "check_first_negative_increment"]
@@ -1054,9 +1048,9 @@ def check_sgd_saddle_escape_step(sgd_saddle_escape_step: Callable) -> bool:
     """Check ``sgd_saddle_escape_step(lr, curvature, batch_size, radius) -> int``: the first step
     at which linearised SGD's standard deviation along the escape direction reaches ``radius``."""
     what = "the escape step"
-    n_cases = _run_number_function(SGD_SADDLE_ESCAPE_STEP, sgd_saddle_escape_step, what)
-    print(f"✓ sgd_saddle_escape_step: all {n_cases} cases are right. Well done!")
-    return True
+    return _number_exercise_passed(
+        SGD_SADDLE_ESCAPE_STEP, sgd_saddle_escape_step, what, says="cases are right"
+    )
 
 
 def check_median_escape_steps(median_escape_steps: Callable) -> bool:
@@ -1078,9 +1072,7 @@ def check_first_rectified_step(first_rectified_step: Callable, seed: int = 0) ->
     from course_lib.exercises.rectification import FIRST_RECTIFIED_STEP
 
     what = "first_rectified_step(beta2, threshold)"
-    n_cases = _run_number_function(FIRST_RECTIFIED_STEP, first_rectified_step, what, seed)
-    print(f"✓ first_rectified_step: all {n_cases} cases match. Well done!")
-    return True
+    return _number_exercise_passed(FIRST_RECTIFIED_STEP, first_rectified_step, what, seed)
 
 
 def check_radam_rectifier(radam_rectifier: Callable, seed: int = 0) -> bool:
@@ -1089,9 +1081,7 @@ def check_radam_rectifier(radam_rectifier: Callable, seed: int = 0) -> bool:
     from course_lib.exercises.rectification import RADAM_RECTIFIER
 
     what = "radam_rectifier(beta2, t)"
-    n_cases = _run_number_function(RADAM_RECTIFIER, radam_rectifier, what, seed)
-    print(f"✓ radam_rectifier: all {n_cases} cases match. Well done!")
-    return True
+    return _number_exercise_passed(RADAM_RECTIFIER, radam_rectifier, what, seed)
 
 
 def check_adan_bug_hunt(cls, seed: int = 0) -> bool:
@@ -1119,9 +1109,7 @@ def check_sgdr_lr(sgdr_lr: Callable, seed: int = 0) -> bool:
     from course_lib.exercises.schedules import SGDR_LR
 
     what = "sgdr_lr(step, lr, T_0, T_mult, lr_min)"
-    n_cases = _run_number_function(SGDR_LR, sgdr_lr, what, seed)
-    print(f"✓ sgdr_lr: all {n_cases} cases match SGDR. Well done!")
-    return True
+    return _number_exercise_passed(SGDR_LR, sgdr_lr, what, seed, says="cases match SGDR")
 
 
 def check_noam_peak_lr(noam_peak_lr: Callable, seed: int = 0) -> bool:
@@ -1130,9 +1118,7 @@ def check_noam_peak_lr(noam_peak_lr: Callable, seed: int = 0) -> bool:
     from course_lib.exercises.schedules import NOAM_PEAK_LR
 
     what = "noam_peak_lr(d_model, warmup)"
-    n_cases = _run_number_function(NOAM_PEAK_LR, noam_peak_lr, what, seed)
-    print(f"✓ noam_peak_lr: all {n_cases} cases are right. Well done!")
-    return True
+    return _number_exercise_passed(NOAM_PEAK_LR, noam_peak_lr, what, seed, says="cases are right")
 
 
 def check_restart_run(restart_run: Callable, seed: int = 0) -> bool:
@@ -1141,9 +1127,9 @@ def check_restart_run(restart_run: Callable, seed: int = 0) -> bool:
     from course_lib.exercises.schedules import RESTART_RUN
 
     what = "the final loss of restart_run(T_0, T_mult, steps, lr)"
-    n_cases = _run_number_function(RESTART_RUN, restart_run, what, seed)
-    print(f"✓ restart_run: all {n_cases} runs match a correct SGDR run. Well done!")
-    return True
+    return _number_exercise_passed(
+        RESTART_RUN, restart_run, what, seed, says="runs match a correct SGDR run"
+    )
 
 
 def check_range_test_lr(range_test_lr: Callable) -> bool:
@@ -1173,9 +1159,7 @@ def check_composed_state_bytes(composed_state_bytes: Callable, seed: int = 0) ->
     from course_lib.exercises.composition import COMPOSED_STATE_BYTES
 
     what = "composed_state_bytes(momentum, scaling, n_params, bytes_per_number)"
-    n_cases = _run_number_function(COMPOSED_STATE_BYTES, composed_state_bytes, what, seed)
-    print(f"✓ composed_state_bytes: all {n_cases} cases match. Well done!")
-    return True
+    return _number_exercise_passed(COMPOSED_STATE_BYTES, composed_state_bytes, what, seed)
 
 
 def check_ftrl_weight(ftrl_weight: Callable, seed: int = 0) -> bool:
@@ -1183,9 +1167,7 @@ def check_ftrl_weight(ftrl_weight: Callable, seed: int = 0) -> bool:
     from course_lib.exercises.composition import FTRL_WEIGHT
 
     what = "ftrl_weight(z, n, alpha, beta, l1, l2)"
-    n_cases = _run_number_function(FTRL_WEIGHT, ftrl_weight, what, seed)
-    print(f"✓ ftrl_weight: all {n_cases} cases match. Well done!")
-    return True
+    return _number_exercise_passed(FTRL_WEIGHT, ftrl_weight, what, seed)
 
 
 __all__ += ["check_adamw_from_blocks", "check_composed_state_bytes", "check_ftrl_weight"]
