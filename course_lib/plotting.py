@@ -1415,3 +1415,33 @@ def plot_exact_zeros(runs, informative: int = 20, floor: float = 1e-5, ax=None):
 
 
 __all__ += ["plot_exact_zeros"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Chapter 07: the learning-rate range test
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_lr_range(result: Any, picked: float | None = None, *, title: str = "", ax=None):
+    """The loss of an lr range test against the learning rate (log axis): raw losses in grey,
+    the smoothed curve on top, and the picked learning rate as a dashed line.
+
+    ``result`` is a :class:`course_lib.experiments.lr_range.LRRangeResult`. The y-axis stops
+    at 1.5 × the first smoothed loss: the final blow-up would otherwise squash everything the
+    test is read for. Returns ``(fig, ax)``.
+    """
+    fig, ax = _fig_ax(ax, figsize=(7.0, 3.4))
+    ax.semilogx(result.lrs, result.losses, color="0.7", lw=1, label="loss per batch")
+    ax.semilogx(result.lrs, result.smoothed, lw=2, label="smoothed (EMA, bias-corrected)")
+    ax.set_ylim(0, 1.5 * float(result.smoothed[0]))
+    if picked is not None:
+        ax.axvline(picked, color="C3", ls="--", lw=1.5, label=f"picked lr = {picked:.3g}")
+    ax.set(xlabel="learning rate (log scale)", ylabel="training loss")
+    ax.set_title(title, fontsize=MIN_FONT_PT + 2)
+    ax.legend(loc="upper left", fontsize=MIN_FONT_PT)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig, ax
+
+
+__all__ += ["plot_lr_range"]

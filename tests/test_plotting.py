@@ -347,3 +347,23 @@ def test_animation_title_is_one_line_and_the_hyperparameters_sit_under_the_axes(
     box = caption.get_window_extent()
     assert box.x1 <= fig.bbox.x1 and box.y0 >= 0, "the caption runs off the figure"
     assert box.y1 < ax.get_tightbbox().y0, "the caption overlaps the axes"
+
+
+# --- chapter 07: the lr range test -------------------------------------------------------------
+
+
+def test_plot_lr_range_shows_raw_smoothed_and_pick_and_clips_the_blow_up():
+    from course_lib.experiments.lr_range import LRRangeResult
+
+    lrs = np.logspace(-4, 1, 50)
+    losses = np.r_[np.full(40, 2.3), np.linspace(2.3, 50.0, 10)]
+    result = LRRangeResult(lrs=lrs, losses=losses, smoothed=losses.copy(), stopped_early=True)
+    from course_lib.plotting import plot_lr_range
+
+    fig, ax = plot_lr_range(result, picked=0.05, title="range test")
+    assert ax.get_xscale() == "log"
+    assert ax.get_ylim() == pytest.approx((0.0, 1.5 * 2.3))
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["loss per batch", "smoothed (EMA, bias-corrected)", "picked lr = 0.05"]
+    assert ax.get_lines()[2].get_xdata()[0] == pytest.approx(0.05)
+    plt.close(fig)
