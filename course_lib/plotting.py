@@ -1445,3 +1445,47 @@ def plot_lr_range(result: Any, picked: float | None = None, *, title: str = "", 
 
 
 __all__ += ["plot_lr_range"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fair comparisons: the whole lr grid of each optimizer (chapter 10)
+# ---------------------------------------------------------------------------------------------
+
+
+def plot_comparison_grids(
+    panels: Mapping[str, Any], ylabel: str, suptitle: str = "", markers: str = "osD^v"
+) -> tuple[Figure, np.ndarray]:
+    """One panel per :class:`course_lib.experiments.comparison.Comparison` (``title ->
+    comparison``): the metric against the learning rate for every optimizer of its grid, the
+    mean over the tuning seeds with a bar from the best to the worst seed; log–log axes, shared y,
+    the legend outside the last panel. Shows how sensitive each optimizer is to its lr, not only
+    its best point. Returns ``(fig, axes)``."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.0 * len(panels), 3.8), sharey=True, squeeze=False,
+        dpi=max(MIN_DPI, matplotlib.rcParams["figure.dpi"]),
+    )  # fmt: skip
+    axes = axes[0]
+    for ax, (title, comparison) in zip(axes, panels.items()):
+        for i, (name, by_lr) in enumerate(comparison.grid.items()):
+            lrs = sorted(by_lr)
+            values = np.array([by_lr[lr] for lr in lrs], dtype=float)  # rows: lr, columns: seeds
+            mean = values.mean(axis=1)
+            yerr = [mean - values.min(axis=1), values.max(axis=1) - mean]
+            ax.errorbar(lrs, mean, yerr=yerr, marker=markers[i % len(markers)], capsize=3,
+                        label=name)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("learning rate η (log scale)")
+        ax.set_title(title, fontsize=MIN_FONT_PT + 1)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel(ylabel)
+    add_legend(axes[-1], "right")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=MIN_FONT_PT + 1)
+    fig.tight_layout()
+    return fig, axes
+
+
+__all__ += ["plot_comparison_grids"]

@@ -367,3 +367,20 @@ def test_plot_lr_range_shows_raw_smoothed_and_pick_and_clips_the_blow_up():
     assert labels == ["loss per batch", "smoothed (EMA, bias-corrected)", "picked lr = 0.05"]
     assert ax.get_lines()[2].get_xdata()[0] == pytest.approx(0.05)
     plt.close(fig)
+
+
+def test_plot_comparison_grids_one_panel_per_comparison_mean_and_seed_range():
+    from types import SimpleNamespace
+
+    from course_lib.plotting import plot_comparison_grids
+
+    grid = {"A": {0.1: [1.0, 3.0], 0.01: [0.5, 0.7]}, "B": {0.3: [2.0, 2.0]}}
+    panels = {"constant": SimpleNamespace(grid=grid), "cosine": SimpleNamespace(grid=grid)}
+    fig, axes = plot_comparison_grids(panels, ylabel="loss", suptitle="A vs B")
+    assert [ax.get_title() for ax in axes] == ["constant", "cosine"]
+    assert axes[0].get_xscale() == "log" and axes[0].get_yscale() == "log"
+    xs, ys = axes[0].get_lines()[0].get_data()  # A's means, sorted by lr
+    assert list(xs) == [0.01, 0.1] and list(ys) == pytest.approx([0.6, 2.0])
+    legend = axes[-1].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["A", "B"]
+    plt.close(fig)
